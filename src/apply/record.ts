@@ -1,0 +1,69 @@
+import type { FactQuery, Transport } from '../types.js';
+import { BerthError } from '../util/errors.js';
+import { redact } from '../secrets/secret.js';
+import type { SpecRevision } from '../git/spec-repo.js';
+
+/** What every host keeps about the applies it received (no secrets: display values only). */
+export interface StateRecord {
+  format: 'berth-state/1';
+  last: RunRecord;
+  /** Earlier runs, newest first (at most HISTORY). */
+  history: RunRecord[];
+}
+
+export interface RunRecord {
+  at: string;
+  berth: string;
+  spec: SpecRevision;
+  inventory: string;
+  playbook: string;
+  status: 'ok' | 'failed';
+  changes: { resource: string; action: string; task: string; status: 'done' | 'failed' | 'skipped' }[];
+  error?: string;
+}
+
+const HISTORY = 20;
+export const STATE_KEY = 'berth:state';
+
+// root keeps its record in /var/lib/berth; a login without root in its own state dir
+const STATE_DIR = 'if [ "$(id -u)" = 0 ]; then d=/var/lib/berth; else d="${XDG_STATE_HOME:-$HOME/.local/state}/berth"; fi';
+
+/** Reads the host's state record along with the other facts (same round trip). */
+export function stateRecordQuery(): FactQuery<StateRecord | undefined> {
+  return {
+    key: STATE_KEY,
+    command: `${STATE_DIR}; cat "$d/state.json" 2>/dev/null || true`,
+    parse(out) {
+      if (!out.trim()) return undefined;
+      try {
+        const v = JSON.parse(out) as StateRecord;
+        return v.format === 'berth-state/1' ? v : undefined;
+      } catch {
+        return undefined;
+      }
+    },
+  };
+}
+
+export function nextRecord(prev: StateRecord | undefined, run: RunRecord): StateRecord {
+  const history = prev ? [prev.last, ...prev.history].slice(0, HISTORY) : [];
+  return { format: 'berth-state/1', last: run, history };
+}
+
+/** Writes the record atomically, mode 0600, readable only by its owner. */
+export async function writeStateRecord(t: Transport, become: boolean, rec: StateRecord): Promise<void> {
+  const body = redact(JSON.stringify(rec, null, 2)) + '\n';
+  const script = [
+    'set -e',
+    STATE_DIR,
+    'mkdir -p -m 0700 "$d"',
+    't=$(mktemp -p "$d" .state.json.XXXXXX)',
+    'trap \'rm -f "$t"\' EXIT',
+    'cat > "$t"',
+    'chmod 0600 "$t"',
+    'mv -f "$t" "$d/state.json"',
+    'trap - EXIT',
+  ].join('\n');
+  const r = await t.exec(script, { stdin: body, become });
+  if (r.code !== 0) throw new BerthError(`could not write the state record: ${r.stderr.trim() || r.stdout.trim()}`, { host: t.host });
+}

@@ -1,0 +1,182 @@
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname, basename, join, resolve } from 'node:path';
+import { Command, CommanderError, Option } from 'commander';
+import { BerthError, isBerthError } from '../util/errors.js';
+import { redact } from '../secrets/secret.js';
+import { prepare, runApply, runPlan, type RunOptions, type RunResult } from '../engine.js';
+import { renderJson, renderText, summarize } from '../plan/render.js';
+import { runStatus } from './status.js';
+import { BERTH_VERSION } from '../version.js';
+
+interface CommonFlags {
+  dir: string;
+  inventory?: string;
+  playbook?: string;
+  limit?: string;
+  tags?: string;
+  skipTags?: string;
+  extraVars: string[];
+  forks?: string;
+  acceptNewHostKeys?: boolean;
+  json?: boolean;
+  color?: boolean;
+  debug?: boolean;
+}
+
+const collect = (v: string, prev: string[]) => [...prev, v];
+const csv = (s?: string) => (s ? s.split(',').map((x) => x.trim()).filter(Boolean) : undefined);
+
+function common(cmd: Command, withInventory = true): Command {
+  cmd.option('-C, --dir <path>', 'the spec repository (default: current directory)', '.');
+  if (withInventory) cmd.option('-i, --inventory <dir>', 'inventory directory, e.g. inventories/prod (default: $BERTH_INVENTORY)');
+  return cmd
+    .option('-p, --playbook <file>', 'playbook file', 'playbooks/site.yml')
+    .option('-l, --limit <pattern>', 'only these hosts or groups (e.g. "nodes:!k8s-node-03")')
+    .option('-t, --tags <tags>', 'only tasks with these tags (comma-separated)')
+    .option('--skip-tags <tags>', 'skip tasks with these tags (comma-separated)')
+    .option('-e, --extra-vars <key=value|@file>', 'extra variables, highest precedence (repeatable)', collect, [] as string[])
+    .option('-f, --forks <n>', 'hosts worked on at once', '25')
+    .option('--accept-new-host-keys', 'trust and record the key of a host not yet in known_hosts (a changed key is still refused)')
+    .option('--json', 'machine-readable output on stdout')
+    .option('--no-color', 'no colours in output');
+}
+
+function runOptions(f: CommonFlags): RunOptions {
+  const inventory = f.inventory ?? process.env.BERTH_INVENTORY;
+  if (!inventory) throw new BerthError('no inventory given', { hint: 'pass -i inventories/<env> or set BERTH_INVENTORY' });
+  const forks = Number(f.forks ?? 25);
+  if (!Number.isInteger(forks) || forks < 1 || forks > 1000) throw new BerthError(`--forks ${f.forks}: expected a whole number from 1 to 1000`);
+  return {
+    root: resolve(f.dir),
+    inventory,
+    playbook: f.playbook,
+    limit: f.limit,
+    tags: csv(f.tags),
+    skipTags: csv(f.skipTags),
+    extraVars: f.extraVars,
+    forks,
+    acceptNewHostKeys: f.acceptNewHostKeys,
+  };
+}
+
+function useColor(f: CommonFlags): boolean {
+  return f.color !== false && !process.env.NO_COLOR && process.stdout.isTTY === true;
+}
+
+/** Writes a file atomically with mode 0600 (plans name hosts and paths). */
+function writePrivate(path: string, text: string): void {
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
+  writeFileSync(tmp, text, { mode: 0o600 });
+  renameSync(tmp, path);
+}
+
+function readSavedPlan(path: string): RunResult {
+  let raw: string;
+  try {
+    raw = readFileSync(path, 'utf8');
+  } catch {
+    throw new BerthError(`cannot read plan file ${path}`);
+  }
+  let v: RunResult & { format?: string };
+  try {
+    v = JSON.parse(raw) as RunResult & { format?: string };
+  } catch (e) {
+    throw new BerthError(`${path} is not a berth plan (invalid JSON: ${(e as Error).message})`);
+  }
+  if (v.format !== 'berth-plan/1' || v.kind !== 'plan' || !Array.isArray(v.hosts)) {
+    throw new BerthError(`${path} is not a berth plan file`, { hint: 'make one with: berth plan --out plan.json' });
+  }
+  return v;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let exit = 0;
+  let debug = argv.includes('--debug');
+  const out = (s: string) => process.stdout.write(s);
+  const program = new Command('berth')
+    .description('Plan and apply a Harbor pull-through cache, its API settings and the nodes that pull through it, from a spec in git.')
+    .version(BERTH_VERSION, '-V, --version')
+    .option('--debug', 'show stack traces for errors')
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+  common(
+    program
+      .command('plan')
+      .description('show exactly what apply would change (no change is made)')
+      .option('-o, --out <file>', 'save the plan, to apply exactly it later with: berth apply <file>')
+      .option('--detailed-exitcode', 'exit 0 when nothing would change, 2 when something would, 1 on error'),
+  ).action(async (f: CommonFlags & { out?: string; detailedExitcode?: boolean }) => {
+    const r = await runPlan(runOptions(f));
+    out(f.json ? renderJson(r) : renderText(r, { color: useColor(f) }));
+    if (f.out) {
+      writePrivate(f.out, renderJson(r));
+      if (!f.json) out(`Saved the plan to ${f.out}. Apply exactly it with: berth apply ${f.out}\n`);
+    }
+    const s = summarize(r);
+    if (s.failedHosts) exit = 1;
+    else if (f.detailedExitcode && s.create + s.update + s.delete + s.run > 0) exit = 2;
+  });
+
+  common(
+    program
+      .command('apply')
+      .description('apply a fresh plan, or exactly a saved plan (refused if a host drifted since)')
+      .argument('[planfile]', 'a plan saved with berth plan --out')
+      .option('--lock-timeout <seconds>', 'wait this long for another apply to release a host', '0'),
+  ).action(async (planfile: string | undefined, f: CommonFlags & { lockTimeout: string }) => {
+    const lockTimeoutSec = Number(f.lockTimeout);
+    if (!Number.isFinite(lockTimeoutSec) || lockTimeoutSec < 0) throw new BerthError(`--lock-timeout ${f.lockTimeout}: expected seconds (0 or more)`);
+    let opts: RunOptions;
+    let saved: RunResult | undefined;
+    if (planfile) {
+      saved = readSavedPlan(planfile);
+      const o = saved.options;
+      opts = { ...runOptions({ ...f, inventory: o.inventory, dir: o.root, playbook: o.playbook, extraVars: o.extraVars, limit: o.limit, tags: o.tags?.join(','), skipTags: o.skipTags?.join(',') }) };
+    } else {
+      opts = runOptions(f);
+    }
+    const interactive = process.stdout.isTTY && !process.env.CI && !f.json;
+    const r = await runApply({ ...opts, lockTimeoutSec, renderer: f.json ? 'silent' : interactive ? 'default' : 'simple' }, saved);
+    out(f.json ? renderJson(r) : '\n' + renderText(r, { color: useColor(f) }));
+    if (summarize(r).failedHosts) exit = 1;
+  });
+
+  program
+    .command('validate')
+    .description('check the spec (schemas, references, templates) without contacting any host')
+    .option('-C, --dir <path>', 'the spec repository', '.')
+    .option('-i, --inventory <dir>', 'inventory directory (default: $BERTH_INVENTORY)')
+    .option('-p, --playbook <file>', 'playbook file', 'playbooks/site.yml')
+    .option('-e, --extra-vars <key=value|@file>', 'extra variables', collect, [] as string[])
+    .action(async (f: CommonFlags) => {
+      const prep = await prepare(runOptions(f));
+      const tasks = prep.programs.reduce((n, p) => n + p.segments.reduce((m, s) => m + s.tasks.length, 0), 0);
+      out(`ok: ${prep.programs.length} host(s), ${prep.spec.plays.length} play(s), ${tasks} task(s) checked\n`);
+    });
+
+  common(program.command('status').description('per host: the last applied spec commit, when, and whether a plan now finds drift')).action(
+    async (f: CommonFlags) => {
+      exit = await runStatus(runOptions(f), { json: f.json === true, color: useColor(f) }, out);
+    },
+  );
+
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    debug = debug || program.opts<{ debug?: boolean }>().debug === true;
+    return exit;
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 1;
+    if (isBerthError(e)) {
+      process.stderr.write(`error: ${e.format()}\n`);
+      if (debug && e.stack) process.stderr.write(redact(e.stack) + '\n');
+      return 1;
+    }
+    const err = e as Error;
+    process.stderr.write(redact(`error: internal error: ${err?.message ?? String(e)}${debug ? '' : ' (run with --debug for a stack trace)'}`) + '\n');
+    if (debug && err?.stack) process.stderr.write(redact(err.stack) + '\n');
+    return 1;
+  }
+}
+
+export { Option };

@@ -1,0 +1,311 @@
+// plan and apply: spec → programs (no host contacted yet, so spec errors never
+// leave anything half-done) → per host, in parallel: one connection, one
+// round trip of facts, a pure plan → (apply) the planned changes in order.
+
+import { Listr, type ListrTask } from 'listr2';
+import { gatherFacts } from './facts/batch.js';
+import { openTransport } from './transport/index.js';
+import { loadSpec, type LoadOptions } from './spec/load.js';
+import { buildProgram, hostsInScope, type HostProgram, type Selection } from './plan/program.js';
+import { planHost, type HostPlan } from './plan/planner.js';
+import { getModule } from './modules/registry.js';
+import { acquireLock } from './apply/lock.js';
+import { STATE_KEY, nextRecord, stateRecordQuery, writeStateRecord, type StateRecord } from './apply/record.js';
+import { specRevision, type SpecRevision } from './git/spec-repo.js';
+import { BerthError, isBerthError } from './util/errors.js';
+import { redact } from './secrets/secret.js';
+import { BERTH_VERSION } from './version.js';
+import { displayPath } from './spec/yamlfile.js';
+import type { Change, ModuleApplyContext, ModuleContext, Transport, TransportStats } from './types.js';
+import type { Spec } from './spec/model.js';
+
+export interface RunOptions extends LoadOptions, Selection {
+  /** Hosts worked on at once. */
+  forks?: number;
+  /** Seconds to wait for another apply's host lock (0: fail at once). */
+  lockTimeoutSec?: number;
+  /** listr2 renderer for apply progress. */
+  renderer?: 'default' | 'simple' | 'silent';
+}
+
+export type ChangeStatus = 'done' | 'failed' | 'skipped';
+
+export interface HostResult {
+  host: string;
+  /** Planned changes (display-safe; `payload` is stripped before anything is printed or saved). */
+  changes: Change[];
+  fingerprints: Record<string, string>;
+  /** apply: what happened to each planned change, by id. */
+  status?: Record<string, ChangeStatus>;
+  error?: string;
+  notes: string[];
+  stats?: TransportStats;
+}
+
+export interface RunResult {
+  kind: 'plan' | 'apply';
+  createdAt: string;
+  berth: string;
+  options: SavedOptions;
+  spec: SpecRevision;
+  hosts: HostResult[];
+}
+
+/** What a saved plan must repeat to be applied: the same spec and selection. */
+export interface SavedOptions {
+  root: string;
+  inventory: string;
+  playbook: string;
+  extraVars: string[];
+  limit?: string;
+  tags?: string[];
+  skipTags?: string[];
+}
+
+interface Prepared {
+  spec: Spec;
+  programs: HostProgram[];
+  options: SavedOptions;
+  revision: SpecRevision;
+}
+
+/** Loads and renders everything for every host before any host is contacted. */
+export async function prepare(opts: RunOptions): Promise<Prepared> {
+  const spec = loadSpec(opts);
+  const hosts = hostsInScope(spec, opts);
+  if (!hosts.length) throw new BerthError(opts.limit ? `--limit ${opts.limit} matches no host of the playbook` : 'the playbook targets no host');
+  const programs = hosts.map((h) => buildProgram(spec, h, opts));
+  return {
+    spec,
+    programs,
+    revision: await specRevision(spec.root),
+    options: {
+      root: spec.root,
+      inventory: displayPath(spec.inventory.dir, spec.root),
+      playbook: displayPath(spec.playbook, spec.root),
+      extraVars: opts.extraVars ?? [],
+      limit: opts.limit,
+      tags: opts.tags,
+      skipTags: opts.skipTags,
+    },
+  };
+}
+
+async function forEachLimit<T>(items: T[], limit: number, fn: (x: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await fn(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
+}
+
+function oneLine(e: unknown): string {
+  if (isBerthError(e)) return e.format();
+  return redact(`internal error: ${(e as Error)?.message ?? String(e)}`);
+}
+
+const DEFAULT_FORKS = 25;
+
+export async function runPlan(opts: RunOptions): Promise<RunResult & { records: Map<string, StateRecord | undefined> }> {
+  const prep = await prepare(opts);
+  const results: HostResult[] = [];
+  const records = new Map<string, StateRecord | undefined>();
+  await forEachLimit(prep.programs, opts.forks ?? DEFAULT_FORKS, async (p) => {
+    const t = openTransport(p.connection);
+    const hr: HostResult = { host: p.host, changes: [], fingerprints: {}, notes: [] };
+    try {
+      const plan = await planOn(t, p);
+      hr.changes = plan.changes;
+      hr.fingerprints = plan.fingerprints;
+      records.set(p.host, plan.record);
+    } catch (e) {
+      hr.error = oneLine(e);
+    } finally {
+      await t.close().catch(() => undefined);
+      hr.stats = { ...t.stats };
+    }
+    results.push(hr);
+  });
+  return { ...finish('plan', prep, results), records };
+}
+
+async function planOn(t: Transport, p: HostProgram): Promise<HostPlan & { record?: StateRecord }> {
+  const facts = await gatherFacts(t, [...p.queries, stateRecordQuery()]);
+  const record = facts.get(STATE_KEY) as StateRecord | undefined;
+  facts.delete(STATE_KEY); // changes with every apply; not part of the desired state
+  return { ...planHost(p, facts), record };
+}
+
+function finish(kind: 'plan' | 'apply', prep: Prepared, results: HostResult[]): RunResult {
+  const order = new Map(prep.programs.map((p, i) => [p.host, i]));
+  results.sort((a, b) => order.get(a.host)! - order.get(b.host)!);
+  return { kind, createdAt: new Date().toISOString(), berth: BERTH_VERSION, options: prep.options, spec: prep.revision, hosts: results };
+}
+
+/** The part of a change that must match between a saved plan and a fresh one. */
+function comparable(c: Change): string {
+  return JSON.stringify([c.resource, c.action, c.attrs, c.diff ?? null, c.notifiedBy ?? null]);
+}
+
+function driftMessage(saved: Record<string, string>, now: Record<string, string>): string | undefined {
+  const keys = new Set([...Object.keys(saved), ...Object.keys(now)]);
+  const drifted = [...keys].filter((k) => saved[k] !== now[k]).sort();
+  if (!drifted.length) return undefined;
+  const names = drifted.map((k) => k.replace(':', ' '));
+  return `${names.slice(0, 5).join(', ')}${names.length > 5 ? ` and ${names.length - 5} more` : ''} changed since the plan was made`;
+}
+
+/**
+ * Applies a fresh plan, or exactly a saved one (refused per host if the host
+ * drifted or the spec changed since). Hosts run in parallel; a failing host
+ * stops at its failing change and the others go on.
+ */
+export async function runApply(opts: RunOptions, saved?: RunResult): Promise<RunResult> {
+  const prep = await prepare(opts);
+  if (saved) checkSavedScope(saved, prep);
+  const results: HostResult[] = [];
+  const lockTimeout = opts.lockTimeoutSec ?? 0;
+
+  const hostTask = (p: HostProgram): ListrTask => {
+    const hr: HostResult = { host: p.host, changes: [], fingerprints: {}, notes: [], status: {} };
+    results.push(hr);
+    const t = openTransport(p.connection);
+    let release: (() => Promise<void>) | undefined;
+    let record: StateRecord | undefined;
+    let failed = false;
+    const fail = (e: unknown) => {
+      failed = true;
+      hr.error ??= oneLine(e);
+      throw new Error(hr.error);
+    };
+    return {
+      title: p.host,
+      task: (_ctx, task) =>
+        task.newListr(
+          [
+            {
+              title: 'lock, facts, plan',
+              task: async (_c, step) => {
+                try {
+                  const lock = await acquireLock(t, {
+                    timeoutSec: lockTimeout,
+                    become: p.connection.become,
+                    onWait: (holder) => (step.output = `waiting up to ${lockTimeout}s for the host lock (held by ${holder})`),
+                  });
+                  release = lock.release;
+                  if (lock.staleNote) hr.notes.push(lock.staleNote);
+                  const plan = await planOn(t, p);
+                  record = plan.record;
+                  hr.changes = plan.changes;
+                  hr.fingerprints = plan.fingerprints;
+                  if (saved) checkSavedHost(saved, hr);
+                  step.title = hr.changes.length ? `plan: ${hr.changes.length} change(s)` : 'plan: no changes';
+                } catch (e) {
+                  fail(e);
+                }
+              },
+            },
+            {
+              title: 'apply',
+              skip: () => failed || hr.changes.length === 0,
+              task: (_c, step) =>
+                step.newListr(
+                  hr.changes.map((c) => ({
+                    title: `${SYMBOL[c.action]} ${c.resource}`,
+                    skip: () => failed,
+                    task: async () => {
+                      try {
+                        await applyChange(c, t);
+                        hr.status![c.id] = 'done';
+                      } catch (e) {
+                        hr.status![c.id] = 'failed';
+                        fail(e);
+                      }
+                    },
+                  })),
+                  { concurrent: false, exitOnError: true },
+                ),
+            },
+            {
+              title: 'record and unlock',
+              task: async () => {
+                for (const c of hr.changes) hr.status![c.id] ??= 'skipped';
+                try {
+                  if (release && hr.changes.length) {
+                    await writeStateRecord(t, p.connection.become, nextRecord(record, runRecord(prep, hr, failed)));
+                  }
+                } catch (e) {
+                  failed = true;
+                  hr.error ??= oneLine(e);
+                } finally {
+                  await release?.().catch(() => undefined);
+                  await t.close().catch(() => undefined);
+                  hr.stats = { ...t.stats };
+                }
+                if (failed) throw new Error(hr.error);
+              },
+            },
+          ],
+          { concurrent: false, exitOnError: false },
+        ),
+    };
+  };
+
+  const list = new Listr(prep.programs.map(hostTask), {
+    concurrent: opts.forks ?? DEFAULT_FORKS,
+    exitOnError: false,
+    renderer: opts.renderer ?? 'simple',
+    fallbackRenderer: 'simple',
+    collectErrors: false,
+    rendererOptions: { collapseSubtasks: false },
+  });
+  await list.run().catch(() => undefined);
+  return finish('apply', prep, results);
+}
+
+const SYMBOL: Record<Change['action'], string> = { create: '+', update: '~', delete: '-', run: '!' };
+
+async function applyChange(c: Change, t: Transport): Promise<void> {
+  const mod = getModule(c.module)!;
+  const p = c.payload as { become: boolean; data: unknown; ctx: ModuleContext };
+  const ctx: ModuleApplyContext = { ...p.ctx, transport: t, become: p.become };
+  await mod.apply({ resource: c.resource, action: c.action, attrs: c.attrs, payload: p.data }, ctx);
+}
+
+function runRecord(prep: Prepared, hr: HostResult, failed: boolean) {
+  return {
+    at: new Date().toISOString(),
+    berth: BERTH_VERSION,
+    spec: prep.revision,
+    inventory: prep.options.inventory,
+    playbook: prep.options.playbook,
+    status: failed ? ('failed' as const) : ('ok' as const),
+    changes: hr.changes.map((c) => ({ resource: c.resource, action: c.action, task: c.task, status: hr.status?.[c.id] ?? 'skipped' })),
+    ...(hr.error ? { error: hr.error } : {}),
+  };
+}
+
+function checkSavedScope(saved: RunResult, prep: Prepared): void {
+  const want = saved.hosts.map((h) => h.host).sort().join(',');
+  const now = prep.programs.map((p) => p.host).sort().join(',');
+  if (want !== now) throw new BerthError(`the saved plan covers hosts ${want}, the spec now selects ${now}`, { hint: 'make a new plan' });
+}
+
+function checkSavedHost(saved: RunResult, hr: HostResult): void {
+  const s = saved.hosts.find((h) => h.host === hr.host)!;
+  if (s.error) throw new BerthError(`the saved plan has no plan for this host (it failed: ${s.error})`, { host: hr.host, hint: 'make a new plan' });
+  const drift = driftMessage(s.fingerprints, hr.fingerprints);
+  if (drift) throw new BerthError(`refusing the saved plan: ${drift}`, { host: hr.host, hint: 'run berth plan again and review the new plan' });
+  const a = s.changes.map(comparable);
+  const b = hr.changes.map(comparable);
+  if (a.length !== b.length || a.some((x, i) => x !== b[i])) {
+    const i = a.findIndex((x, k) => x !== b[k]);
+    const which = s.changes[i]?.resource ?? hr.changes[i]?.resource ?? '';
+    throw new BerthError(`refusing the saved plan: the spec changed since the plan was made (first difference: ${which})`, { host: hr.host, hint: 'run berth plan again' });
+  }
+}
+
+/** Changes without their payloads: safe to print, save and compare. */
+export function publicResult(r: RunResult): RunResult {
+  return { ...r, hosts: r.hosts.map((h) => ({ ...h, changes: h.changes.map(({ payload: _p, ...c }) => c) })) };
+}

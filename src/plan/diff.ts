@@ -1,0 +1,64 @@
+import { createTwoFilesPatch } from 'diff';
+import { SENSITIVE, Secret } from '../secrets/secret.js';
+
+const MAX_DIFF_LINES = 400;
+
+/** True for text that is safe to show line by line (no NUL, valid UTF-8 round trip). */
+export function isText(buf: Buffer): boolean {
+  if (buf.includes(0)) return false;
+  return Buffer.from(buf.toString('utf8'), 'utf8').equals(buf);
+}
+
+/**
+ * Lines of the old file that hold a secret are found by the shape of the new
+ * file's display text: a display line `password: (sensitive)` masks any old
+ * line `password: <anything>`. So changing a password shows no value, old or new.
+ */
+export function maskLikeDisplay(old: string, displayNew: string): string {
+  const masks = displayNew
+    .split('\n')
+    .filter((l) => l.includes(SENSITIVE))
+    .map((l) => ({ line: l, re: new RegExp('^' + l.split(SENSITIVE).map(escapeRe).join('.*') + '$') }));
+  if (!masks.length) return old;
+  return old
+    .split('\n')
+    .map((line) => masks.find((m) => m.re.test(line))?.line ?? line)
+    .join('\n');
+}
+
+function escapeRe(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+/**
+ * A unified diff of a file's content for the plan, with secrets masked.
+ * `before` is the host's current content (undefined when the file is absent
+ * or too big to fetch).
+ */
+export function contentDiff(path: string, before: Buffer | undefined, after: string | Secret | Buffer): string | undefined {
+  if (Buffer.isBuffer(after)) {
+    if (!isText(after) || (before && !isText(before))) return `Binary content differs (${before?.length ?? 0} → ${after.length} bytes)\n`;
+    return unified(path, before?.toString('utf8'), after.toString('utf8'));
+  }
+  if (before && !isText(before)) return `Binary content replaced by text (${before.length} bytes before)\n`;
+  const oldText = before?.toString('utf8');
+  if (after instanceof Secret) {
+    const shownOld = oldText === undefined ? undefined : maskLikeDisplay(oldText, after.display);
+    const d = unified(path, shownOld, after.display);
+    return d ?? '(sensitive content changed)\n';
+  }
+  return unified(path, oldText, after);
+}
+
+function unified(path: string, before: string | undefined, after: string): string | undefined {
+  if (before === after) return undefined;
+  const patch = createTwoFilesPatch(before === undefined ? '/dev/null' : path, path, before ?? '', after, '', '', { context: 3 });
+  // drop the "Index:"/"====" preamble some versions add; keep ---/+++ and hunks
+  const lines = patch.split('\n');
+  const start = lines.findIndex((l) => l.startsWith('--- '));
+  const body = lines.slice(start < 0 ? 0 : start).map((l) => l.replace(/\t$/, ''));
+  if (body.length > MAX_DIFF_LINES) {
+    return [...body.slice(0, MAX_DIFF_LINES), `… ${body.length - MAX_DIFF_LINES} more diff lines`].join('\n') + '\n';
+  }
+  return body.join('\n');
+}

@@ -1,0 +1,264 @@
+// Spec + host → the host's program: every task of every play that targets the
+// host, with its arguments templated and validated, ready for facts and plan.
+
+import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { join, resolve, sep } from 'node:path';
+import { userInfo } from 'node:os';
+import { Secret, isSecret } from '../secrets/secret.js';
+import { BerthError } from '../util/errors.js';
+import { getModule } from '../modules/registry.js';
+import { evalCondition, renderTemplate, renderValue } from '../template/index.js';
+import { BERTH_HOME, compileSchema, schemaValidator, validateOrThrow } from '../spec/schemas.js';
+import { selectHosts, varsFor } from '../spec/load.js';
+import { displayPath, type KeyPath } from '../spec/yamlfile.js';
+import type { HostSpec, PlaySpec, RoleRef, Spec, TaskSpec } from '../spec/model.js';
+import type { MergedVars } from '../spec/vars.js';
+import type { ConnectionSpec } from '../transport/index.js';
+import type { FactQuery, Module, ModuleContext, SourcePos } from '../types.js';
+
+export interface Selection {
+  /** --limit pattern. */
+  limit?: string;
+  tags?: string[];
+  skipTags?: string[];
+  /** Host-key policy override from the command line. */
+  acceptNewHostKeys?: boolean;
+}
+
+/** One task, ready to plan on one host. */
+export interface BoundTask {
+  play: string;
+  role?: string;
+  name: string;
+  module: Module;
+  args: Record<string, unknown>;
+  ctx: ModuleContext;
+  notify: string[];
+  tags: string[];
+  /** Run as root through sudo (the host's berth_become, unless the task says otherwise). */
+  become: boolean;
+  /** Handlers: the names this handler answers to. */
+  names?: string[];
+}
+
+export interface PlaySegment {
+  play: string;
+  tasks: BoundTask[];
+  handlers: BoundTask[];
+}
+
+export interface HostProgram {
+  host: string;
+  connection: ConnectionSpec;
+  segments: PlaySegment[];
+  queries: FactQuery[];
+}
+
+export function connectionFor(spec: Spec, host: HostSpec, sel: Selection): ConnectionSpec {
+  const v = host.vars.values;
+  const home = process.env.HOME ?? '/root';
+  const path = (p: unknown, dflt: string) => {
+    const s = typeof p === 'string' ? p.replace(/^~(?=\/)/, home) : dflt;
+    return resolve(spec.root, s);
+  };
+  return {
+    host: host.name,
+    kind: (v.berth_connection as 'ssh' | 'local' | undefined) ?? 'ssh',
+    address: (v.berth_host as string | undefined) ?? host.name,
+    port: (v.berth_port as number | undefined) ?? 22,
+    user: (v.berth_user as string | undefined) ?? userInfo().username,
+    keyFile: v.berth_key_file === undefined ? undefined : path(v.berth_key_file, ''),
+    knownHostsFile: path(v.berth_known_hosts, join(home, '.ssh', 'known_hosts')),
+    hostKeyPolicy: sel.acceptNewHostKeys ? 'accept-new' : ((v.berth_host_key_policy as 'strict' | 'accept-new' | undefined) ?? 'strict'),
+    become: (v.berth_become as boolean | undefined) ?? false,
+    connectTimeoutMs: ((v.berth_connect_timeout as number | undefined) ?? 10) * 1000,
+  };
+}
+
+/** The hosts a run covers: those of any play, narrowed by --limit. */
+export function hostsInScope(spec: Spec, sel: Selection): string[] {
+  const inPlays = new Set(spec.plays.flatMap((p) => selectHosts(spec.inventory, p.hosts, { pos: p.pos, what: `play "${p.name}" hosts` })));
+  let hosts = [...spec.inventory.hosts.keys()].filter((h) => inPlays.has(h));
+  if (sel.limit) {
+    const lim = new Set(selectHosts(spec.inventory, sel.limit, { what: '--limit' }));
+    hosts = hosts.filter((h) => lim.has(h));
+  }
+  return hosts;
+}
+
+function tagged(tags: string[], sel: Selection): boolean {
+  if (sel.skipTags?.some((t) => tags.includes(t))) return false;
+  if (!sel.tags?.length) return true;
+  return tags.includes('always') || sel.tags.some((t) => tags.includes(t));
+}
+
+export function buildProgram(spec: Spec, hostName: string, sel: Selection): HostProgram {
+  const host = spec.inventory.hosts.get(hostName)!;
+  const connection = connectionFor(spec, host, sel);
+  const segments: PlaySegment[] = [];
+  for (const play of spec.plays) {
+    if (!selectHosts(spec.inventory, play.hosts, { pos: play.pos, what: 'play hosts' }).includes(hostName)) continue;
+    const seg: PlaySegment = { play: play.name, tasks: [], handlers: [] };
+    const handlerNames = new Set<string>();
+    const playVars = varsFor(spec, host, play);
+    const units: { ref?: RoleRef; vars: MergedVars; tasks: TaskSpec[]; handlers: TaskSpec[]; tags: string[] }[] = [];
+    for (const ref of play.roles) {
+      const vars = varsFor(spec, host, play, ref);
+      if (ref.role.schema) checkRoleInputs(ref, vars);
+      if (ref.when !== undefined && !evalCondition(ref.when, vars.values, ref.pos)) continue;
+      units.push({ ref, vars, tasks: ref.role.tasks, handlers: ref.role.handlers, tags: [...play.tags, ...ref.tags] });
+    }
+    units.push({ vars: playVars, tasks: play.tasks, handlers: play.handlers, tags: play.tags });
+    for (const u of units) {
+      for (const h of u.handlers) {
+        for (const bt of bindTask(spec, play, u.ref, h, u.vars, connection)) {
+          bt.names = [h.name, ...h.listen];
+          bt.names.forEach((n) => handlerNames.add(n));
+          seg.handlers.push(bt);
+        }
+      }
+    }
+    for (const u of units) {
+      for (const t of u.tasks) {
+        const tags = [...u.tags, ...t.tags];
+        if (!tagged(tags, sel)) continue;
+        for (const n of t.notify) {
+          if (!handlerNames.has(n)) {
+            throw new BerthError(`notify: no handler named "${n}" in play "${play.name}"`, {
+              pos: t.pos,
+              hint: handlerNames.size ? `handlers: ${[...handlerNames].join(', ')}` : 'the play and its roles define no handlers',
+            });
+          }
+        }
+        for (const bt of bindTask(spec, play, u.ref, t, u.vars, connection)) {
+          bt.tags = tags;
+          seg.tasks.push(bt);
+        }
+      }
+    }
+    segments.push(seg);
+  }
+  const queries: FactQuery[] = [];
+  for (const seg of segments) for (const t of [...seg.tasks, ...seg.handlers]) queries.push(...t.module.facts(t.args, t.ctx));
+  return { host: hostName, connection, segments, queries };
+}
+
+function checkRoleInputs(ref: RoleRef, vars: MergedVars): void {
+  const schema = ref.role.schema!;
+  const validate = compileSchema(schema.value, schema.pos);
+  validateOrThrow(validate, mapSecretsForValidation(vars.values), {
+    locate: (p) => vars.locate(p),
+    locateKey: (p) => vars.locate(p, true),
+  }, { what: `inputs of role ${ref.role.name}`, fallback: ref.pos });
+}
+
+/** Secrets validate as strings (their display text); everything else as is. */
+function mapSecretsForValidation(v: unknown): unknown {
+  if (isSecret(v)) return v.display;
+  if (Array.isArray(v)) return v.map(mapSecretsForValidation);
+  if (v !== null && typeof v === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) out[k] = mapSecretsForValidation(x);
+    return out;
+  }
+  return v;
+}
+
+/** Puts the Secrets of `orig` back into the validated (possibly type-coerced) copy. */
+function restoreSecrets(orig: unknown, checked: unknown): unknown {
+  if (isSecret(orig)) return orig;
+  if (Array.isArray(orig) && Array.isArray(checked)) return checked.map((c, i) => restoreSecrets(orig[i], c));
+  if (orig && checked && typeof orig === 'object' && typeof checked === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, c] of Object.entries(checked)) out[k] = restoreSecrets((orig as Record<string, unknown>)[k], c);
+    return out;
+  }
+  return checked;
+}
+
+function bindTask(spec: Spec, play: PlaySpec, ref: RoleRef | undefined, t: TaskSpec, vars: MergedVars, conn: ConnectionSpec): BoundTask[] {
+  const become = t.become ?? conn.become;
+  const runAs = become ? 'root' : conn.user;
+  const module = getModule(t.module)!;
+  const argPos = (p: KeyPath): SourcePos => t.file.locate([...t.path, t.module, ...p]);
+  const items = loopItems(t, vars);
+  const out: BoundTask[] = [];
+  for (const item of items) {
+    const context = item === NO_LOOP ? vars.values : { ...vars.values, item };
+    if (t.when !== undefined && !evalCondition(t.when, context, t.file.locate([...t.path, 'when']))) continue;
+    const renderedArgs = renderValue(t.args, context, argPos);
+    const checked = mapSecretsForValidation(renderedArgs);
+    validateOrThrow(schemaValidator(`modules/${module.schema}.json`, { coerce: true }), checked, {
+      locate: (p) => argPos(p),
+      locateKey: (p) => t.file.locateKey([...t.path, t.module, ...p]),
+    }, { what: `${t.module} arguments`, fallback: t.pos, basePath: [] });
+    const args = restoreSecrets(renderedArgs, checked) as Record<string, unknown>;
+    const name = item === NO_LOOP ? t.name : nameWithItem(t, context);
+    const roleDir = ref?.role.dir;
+    const rendered = new Map<string, string | Secret>();
+    const ctx: ModuleContext = {
+      host: String(vars.values.inventory_hostname),
+      root: spec.root,
+      roleDir,
+      pos: t.pos,
+      runAs,
+      renderTemplateFile: (src) => {
+        let r = rendered.get(src);
+        if (r === undefined) {
+          const abs = findSource(spec.root, roleDir, 'templates', src, t.pos);
+          r = renderTemplate(readFileSync(abs, 'utf8'), context, { file: displayPath(abs, spec.root) });
+          rendered.set(src, r);
+        }
+        return r;
+      },
+      readSourceFile: (src) => readFileSync(findSource(spec.root, roleDir, 'files', src, t.pos)),
+    };
+    module.check?.(args, ctx);
+    out.push({ play: play.name, role: ref?.role.name, name, module, args, ctx, notify: t.notify, tags: t.tags, become });
+  }
+  return out;
+}
+
+const NO_LOOP = Symbol('no-loop');
+
+function loopItems(t: TaskSpec, vars: MergedVars): unknown[] {
+  if (t.loop === undefined) return [NO_LOOP];
+  const pos = t.file.locate([...t.path, 'loop']);
+  const v = typeof t.loop === 'string' ? renderValue(t.loop, vars.values, () => pos) : t.loop;
+  if (Array.isArray(v)) return v;
+  if (v && typeof v === 'object' && !(v instanceof Secret)) return Object.entries(v).map(([key, value]) => ({ key, value }));
+  throw new BerthError('loop must be a list or a mapping', { pos, hint: 'e.g. loop: "{{ users }}" or a YAML list' });
+}
+
+function nameWithItem(t: TaskSpec, context: Record<string, unknown>): string {
+  if (!t.name.includes('{{')) {
+    const item = context.item as unknown;
+    const label = item && typeof item === 'object' ? ((item as { key?: unknown; name?: unknown }).key ?? (item as { name?: unknown }).name) : item;
+    return label === undefined ? t.name : `${t.name} (${String(label)})`;
+  }
+  const r = renderTemplate(t.name, context, { file: t.pos.file, line: t.pos.line });
+  return typeof r === 'string' ? r : r.display;
+}
+
+/**
+ * A template or file named by a task: the role's templates/ (or files/)
+ * directory first, then the spec root. It must stay inside the repository
+ * (or berth's own roles): `../../etc/shadow` and links out are refused.
+ */
+export function findSource(root: string, roleDir: string | undefined, kind: 'templates' | 'files', src: string, pos: SourcePos): string {
+  const candidates = [...(roleDir ? [join(roleDir, kind, src)] : []), resolve(root, src)];
+  const abs = candidates.find((c) => existsSync(c));
+  if (!abs) {
+    throw new BerthError(`${kind === 'templates' ? 'template' : 'file'} not found: ${src}`, {
+      pos,
+      hint: roleDir ? `looked in ${displayPath(join(roleDir, kind), root)} and the spec root` : 'paths are relative to the spec root',
+    });
+  }
+  const real = realpathSync(abs);
+  const allowed = [realpathSync(root), realpathSync(BERTH_HOME)].some((r) => real === r || real.startsWith(r + sep));
+  if (!allowed) throw new BerthError(`${src} resolves outside the spec repository (${real})`, { pos, hint: 'templates and files must live in the repository' });
+  if (!statSync(real).isFile()) throw new BerthError(`${src} is not a regular file`, { pos });
+  const size = statSync(real).size;
+  if (size > 64 * 1024 * 1024) throw new BerthError(`${src} is ${size} bytes; files over 64 MiB are not sent this way`, { pos });
+  return real;
+}

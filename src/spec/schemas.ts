@@ -1,0 +1,181 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import formatsModule from 'ajv-formats';
+import { BerthError } from '../util/errors.js';
+import type { SourcePos } from '../types.js';
+import type { KeyPath } from './yamlfile.js';
+
+// ajv-formats is CommonJS; under NodeNext its default import is the module object.
+const addFormats = ((formatsModule as unknown as { default?: unknown }).default ?? formatsModule) as (ajv: Ajv) => Ajv;
+
+/** berth's installation directory (holds schemas/, roles/, playbooks/). */
+export const BERTH_HOME = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const SCHEMA_DIR = join(BERTH_HOME, 'schemas');
+
+type AjvInstance = Ajv;
+
+function makeAjv(coerce: boolean): AjvInstance {
+  const ajv = new Ajv({ allErrors: true, strict: true, strictRequired: false, coerceTypes: coerce, useDefaults: false, allowUnionTypes: true });
+  addFormats(ajv);
+  // `hint` on a schema is shown after the error for values it governs.
+  ajv.addKeyword({ keyword: 'hint', schemaType: 'string' });
+  for (const file of listJson(SCHEMA_DIR)) {
+    const schema = JSON.parse(readFileSync(file, 'utf8')) as { $id?: string };
+    if (!schema.$id) schema.$id = relative(SCHEMA_DIR, file).replace(/\\/g, '/');
+    ajv.addSchema(schema);
+  }
+  return ajv;
+}
+
+function listJson(dir: string): string[] {
+  const out: string[] = [];
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) out.push(...listJson(p));
+    else if (e.name.endsWith('.json')) out.push(p);
+  }
+  return out.sort();
+}
+
+let strictAjv: AjvInstance | undefined;
+let coercingAjv: AjvInstance | undefined;
+
+/** The validator for a schema in schemas/ by its id ("inventory.json", "modules/file.json"). */
+export function schemaValidator(id: string, opts: { coerce?: boolean } = {}): ValidateFunction {
+  const ajv = opts.coerce ? (coercingAjv ??= makeAjv(true)) : (strictAjv ??= makeAjv(false));
+  const v = ajv.getSchema(id);
+  if (!v) throw new Error(`internal: no schema ${id} in ${SCHEMA_DIR}`);
+  return v;
+}
+
+/** A validator for a schema that is not in schemas/ (a role's inputs). */
+export function compileSchema(schema: object, where: SourcePos): ValidateFunction {
+  const ajv = (strictAjv ??= makeAjv(false));
+  try {
+    return ajv.compile(schema);
+  } catch (e) {
+    throw new BerthError(`invalid JSON Schema: ${(e as Error).message}`, { pos: where });
+  }
+}
+
+export interface Locator {
+  locate(path: KeyPath): SourcePos | undefined;
+  locateKey(path: KeyPath): SourcePos | undefined;
+}
+
+/** Validates `value`; on failure throws one BerthError for the most useful error. */
+export function validateOrThrow(
+  validate: ValidateFunction,
+  value: unknown,
+  loc: Locator,
+  opts: { basePath?: KeyPath; what?: string; fallback?: SourcePos } = {},
+): void {
+  if (validate(value)) return;
+  const err = pickError(validate.errors ?? []);
+  if (!err) throw new BerthError(`invalid ${opts.what ?? 'value'}`, { pos: opts.fallback });
+  throw schemaError(err, value, loc, opts.basePath ?? [], opts.fallback);
+}
+
+export function pathOf(instancePath: string): KeyPath {
+  if (!instancePath) return [];
+  return instancePath
+    .slice(1)
+    .split('/')
+    .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'))
+    .map((s) => (/^\d+$/.test(s) ? Number(s) : s));
+}
+
+export function formatKeyPath(path: KeyPath): string {
+  let out = '';
+  for (const seg of path) {
+    if (typeof seg === 'number') out += `[${seg}]`;
+    else if (/^[A-Za-z_][A-Za-z0-9_-]*$/.test(seg)) out += out ? `.${seg}` : seg;
+    else out += `[${JSON.stringify(seg)}]`;
+  }
+  return out;
+}
+
+const PREFERRED = ['additionalProperties', 'required', 'type', 'enum', 'const', 'pattern', 'format', 'minimum', 'maximum'];
+
+function pickError(errors: ErrorObject[]): ErrorObject | undefined {
+  const useful = errors.filter((e) => !['anyOf', 'oneOf', 'if', 'allOf', 'not'].includes(e.keyword));
+  const pool = useful.length ? useful : errors;
+  return [...pool].sort((a, b) => {
+    const da = pathOf(a.instancePath).length + (a.keyword === 'additionalProperties' || a.keyword === 'required' ? 1 : 0);
+    const db = pathOf(b.instancePath).length + (b.keyword === 'additionalProperties' || b.keyword === 'required' ? 1 : 0);
+    if (da !== db) return db - da;
+    return rank(a.keyword) - rank(b.keyword);
+  })[0];
+}
+
+function rank(k: string): number {
+  const i = PREFERRED.indexOf(k);
+  return i < 0 ? PREFERRED.length : i;
+}
+
+function valueAt(root: unknown, path: KeyPath): unknown {
+  let v = root;
+  for (const seg of path) v = v !== null && typeof v === 'object' ? (v as Record<string, unknown>)[seg as string] : undefined;
+  return v;
+}
+
+function show(v: unknown): string {
+  if (v === null || v === undefined) return String(v);
+  if (typeof v === 'string') return JSON.stringify(v.length > 60 ? v.slice(0, 57) + '...' : v);
+  if (typeof v === 'object' && v.constructor?.name === 'Secret') return '(sensitive)';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'object') return 'a mapping';
+  return String(v);
+}
+
+function typeName(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'list';
+  if (typeof v === 'object') return 'mapping';
+  return typeof v;
+}
+
+function schemaError(err: ErrorObject, root: unknown, loc: Locator, base: KeyPath, fallback?: SourcePos): BerthError {
+  const path = pathOf(err.instancePath);
+  const value = valueAt(root, path);
+  const full = [...base, ...path];
+  const schemaHint = (err.parentSchema as { hint?: string } | undefined)?.hint;
+  let message: string;
+  let hint: string | undefined = schemaHint;
+  let keyPath = formatKeyPath(full);
+  let pos = loc.locate(full);
+  const params = err.params as Record<string, unknown>;
+  switch (err.keyword) {
+    case 'additionalProperties': {
+      const extra = String(params.additionalProperty);
+      const known = Object.keys((err.parentSchema as { properties?: object } | undefined)?.properties ?? {});
+      message = `unknown key "${extra}"`;
+      hint = known.length ? `known keys: ${known.join(', ')}` : undefined;
+      keyPath = formatKeyPath([...full, extra]);
+      pos = loc.locateKey([...full, extra]) ?? pos;
+      break;
+    }
+    case 'required':
+      message = `missing required key "${String(params.missingProperty)}"`;
+      break;
+    case 'type':
+      message = `must be ${String(params.type).replace(/,/g, ' or ')}, got ${typeName(value)} ${show(value)}`;
+      break;
+    case 'enum':
+      message = `${show(value)} is not allowed`;
+      hint = `one of: ${(params.allowedValues as unknown[]).map((x) => JSON.stringify(x)).join(', ')}`;
+      break;
+    case 'const':
+      message = `must be ${JSON.stringify(params.allowedValue)}, got ${show(value)}`;
+      break;
+    case 'pattern':
+      message = `${show(value)} is not valid`;
+      hint = schemaHint ?? `must match ${String(params.pattern)}`;
+      break;
+    default:
+      message = `${show(value)} ${err.message ?? 'is invalid'}`;
+  }
+  return new BerthError(message, { pos: pos ?? fallback, keyPath: keyPath || undefined, hint });
+}

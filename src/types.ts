@@ -1,0 +1,170 @@
+// The shapes that cross berth's module boundaries (see DESIGN in README):
+//   Spec ──render──▶ Task ──facts──▶ FactQuery ──plan (pure)──▶ Change ──apply──▶ Transport
+// Anything here may be serialised into a saved plan, so secrets only ever
+// travel as `Secret` values (which serialise as "(sensitive)").
+
+import type { Secret } from './secrets/secret.js';
+
+/** Where a value came from, for one-line errors: file:line:col. */
+export interface SourcePos {
+  file: string;
+  line?: number;
+  col?: number;
+}
+
+// ---------------------------------------------------------------- transport
+
+export interface ExecResult {
+  stdout: string;
+  stderr: string;
+  code: number;
+}
+
+export interface ExecOptions {
+  /** Bytes for the command's standard input (binary-safe). */
+  stdin?: string | Buffer;
+  /** Run as root (via `sudo -n` when the login user is not root). Default: the host's `berth_become`. */
+  become?: boolean;
+  /** Abort after this many milliseconds. */
+  timeoutMs?: number;
+}
+
+/** A long-running command whose standard input stays open (used for the host lock). */
+export interface Session {
+  /** Lines the command printed so far are delivered here. */
+  onLine(cb: (line: string) => void): void;
+  /** Resolves with the exit code when the command ends. */
+  done: Promise<number>;
+  /** Closes stdin (the command sees EOF). */
+  end(): void;
+}
+
+export interface TransportStats {
+  connections: number;
+  /** Commands sent (each is one round trip on an open connection). */
+  roundTrips: number;
+}
+
+export interface Transport {
+  readonly host: string;
+  /** Runs a POSIX sh script on the host. Never throws for a non-zero exit: look at `code`. */
+  exec(script: string, opts?: ExecOptions): Promise<ExecResult>;
+  /** Starts a script and keeps it running until `end()`. */
+  session(script: string, opts?: ExecOptions): Promise<Session>;
+  close(): Promise<void>;
+  readonly stats: TransportStats;
+}
+
+// ---------------------------------------------------------------- facts
+
+/**
+ * A fact is a shell command plus a pure parser. All of a host's queries go out
+ * as one script (one round trip) and come back as one delimited stream.
+ * `key` names the resource the fact describes (e.g. "file:/etc/hosts"); two
+ * tasks that ask for the same key share one query.
+ */
+export interface FactQuery<T = unknown> {
+  key: string;
+  /** POSIX sh; its stdout (and exit code) go to `parse`. Run as root when the host uses become. */
+  command: string;
+  parse(stdout: string, code: number): T;
+}
+
+export type Facts = Map<string, unknown>;
+
+// ---------------------------------------------------------------- plan
+
+export type Action = 'create' | 'update' | 'delete' | 'run';
+
+/** One attribute's before/after, already safe to print. */
+export interface AttrChange {
+  name: string;
+  before?: unknown;
+  after?: unknown;
+}
+
+/**
+ * One planned change. Everything but `payload` is display-safe and goes into
+ * saved plans and `--json`; `payload` is what `apply` needs (it may hold
+ * Secrets) and is never serialised.
+ */
+export interface Change {
+  /** Stable within a plan: `<host>#<n>`. */
+  id: string;
+  host: string;
+  play: string;
+  role?: string;
+  task: string;
+  module: string;
+  /** Human name of the managed thing: "file /etc/harbor/harbor.yml", "user harbor". */
+  resource: string;
+  action: Action;
+  attrs: AttrChange[];
+  /** Unified diff of file content, secrets masked. */
+  diff?: string;
+  /** True when the change involves secret values (their content is masked). */
+  sensitive?: boolean;
+  /** Handler names this change notifies. */
+  notify?: string[];
+  /** For handler changes: the changes (ids) that notified it. */
+  notifiedBy?: string[];
+  tags: string[];
+  payload?: unknown;
+}
+
+// ---------------------------------------------------------------- modules
+
+export interface ModuleContext {
+  host: string;
+  /** Absolute path of the spec repository root (templates/src are confined to it). */
+  root: string;
+  /** Directory of the role the task belongs to, if any. */
+  roleDir?: string;
+  /** Where the task was written, for errors. */
+  pos: SourcePos;
+  /** The user commands run as on the host ("root" with become). */
+  runAs: string;
+  /** Renders a template file (role templates/ first, then the spec root) with the task's variables. */
+  renderTemplateFile(src: string): string | Secret;
+  /** Reads a file (role files/ first, then the spec root), confined to the spec repository. */
+  readSourceFile(src: string): Buffer;
+}
+
+export interface SimState {
+  /** The value a fact query returned, or what an earlier planned change will make it. */
+  get<T>(key: string): T | undefined;
+  /** True when `key` was gathered (or set by an earlier planned change). */
+  has(key: string): boolean;
+  /** Records what a planned change will make `key` be (later tasks see it). */
+  set(key: string, value: unknown): void;
+}
+
+export interface ModuleApplyContext extends ModuleContext {
+  transport: Transport;
+  become: boolean;
+}
+
+export interface PlannedChange {
+  resource: string;
+  action: Action;
+  attrs: AttrChange[];
+  diff?: string;
+  sensitive?: boolean;
+  payload?: unknown;
+}
+
+export interface Module<A = Record<string, unknown>> {
+  name: string;
+  /** JSON Schema file name under schemas/modules/ (without .json). */
+  schema: string;
+  /** Optional checks that need no host (templates render, source files exist); run before any host is contacted. */
+  check?(args: A, ctx: ModuleContext): void;
+  /** Fact queries the plan step will read. */
+  facts(args: A, ctx: ModuleContext): FactQuery[];
+  /** Pure: from args and (simulated) state to changes; records its effect in `state`. */
+  plan(args: A, state: SimState, ctx: ModuleContext): PlannedChange[];
+  /** Carries out one planned change on the host. Throws BerthError on failure. */
+  apply(change: PlannedChange, ctx: ModuleApplyContext): Promise<void>;
+}
+
+export type { Secret };

@@ -1,0 +1,45 @@
+import type { SourcePos } from '../types.js';
+import { redact } from '../secrets/secret.js';
+
+/**
+ * A mistake the user can act on: printed as one line, exit code 1, no stack
+ * trace (unless --debug). Format:
+ *   file:line:col: key.path: what is wrong (hint)
+ */
+export class BerthError extends Error {
+  readonly pos?: SourcePos;
+  readonly keyPath?: string;
+  readonly hint?: string;
+  /** The host the error belongs to, if any. */
+  readonly host?: string;
+
+  constructor(message: string, opts: { pos?: SourcePos; keyPath?: string; hint?: string; host?: string; cause?: unknown } = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = 'BerthError';
+    this.pos = opts.pos;
+    this.keyPath = opts.keyPath;
+    this.hint = opts.hint;
+    this.host = opts.host;
+  }
+
+  /** The one line shown to the user (secrets scrubbed). */
+  format(): string {
+    const parts: string[] = [];
+    if (this.pos) {
+      let where = this.pos.file;
+      if (this.pos.line !== undefined) where += `:${this.pos.line}`;
+      if (this.pos.line !== undefined && this.pos.col !== undefined) where += `:${this.pos.col}`;
+      parts.push(where);
+    }
+    if (this.host && !this.pos) parts.push(this.host);
+    if (this.keyPath) parts.push(this.keyPath);
+    let msg = this.message;
+    if (this.hint) msg += ` (${this.hint})`;
+    parts.push(msg);
+    return redact(parts.join(': ').replace(/\s*\n\s*/g, ' '));
+  }
+}
+
+export function isBerthError(e: unknown): e is BerthError {
+  return e instanceof BerthError;
+}
