@@ -166,6 +166,9 @@ export async function runApply(opts: RunOptions, saved?: RunResult): Promise<Run
   const results: HostResult[] = [];
   const lockTimeout = opts.lockTimeoutSec ?? 0;
 
+  // outside a terminal, lines of different hosts interleave: name the host on each
+  const tree = opts.renderer === 'default';
+  const label = (host: string, s: string) => (tree ? s : `${host}: ${s}`);
   const hostTask = (p: HostProgram): ListrTask => {
     const hr: HostResult = { host: p.host, changes: [], fingerprints: {}, notes: [], status: {} };
     results.push(hr);
@@ -184,7 +187,7 @@ export async function runApply(opts: RunOptions, saved?: RunResult): Promise<Run
         task.newListr(
           [
             {
-              title: 'lock, facts, plan',
+              title: label(p.host, 'lock, facts, plan'),
               task: async (_c, step) => {
                 try {
                   const lock = await acquireLock(t, {
@@ -199,19 +202,19 @@ export async function runApply(opts: RunOptions, saved?: RunResult): Promise<Run
                   hr.changes = plan.changes;
                   hr.fingerprints = plan.fingerprints;
                   if (saved) checkSavedHost(saved, hr);
-                  step.title = hr.changes.length ? `plan: ${hr.changes.length} change(s)` : 'plan: no changes';
+                  step.title = label(p.host, hr.changes.length ? `plan: ${hr.changes.length} change(s)` : 'plan: no changes');
                 } catch (e) {
                   fail(e);
                 }
               },
             },
             {
-              title: 'apply',
+              title: label(p.host, 'apply'),
               skip: () => failed || hr.changes.length === 0,
               task: (_c, step) =>
                 step.newListr(
                   hr.changes.map((c) => ({
-                    title: `${SYMBOL[c.action]} ${c.resource}`,
+                    title: label(p.host, `${SYMBOL[c.action]} ${c.resource}`),
                     skip: () => failed,
                     task: async () => {
                       try {
@@ -227,7 +230,7 @@ export async function runApply(opts: RunOptions, saved?: RunResult): Promise<Run
                 ),
             },
             {
-              title: 'record and unlock',
+              title: label(p.host, 'record and unlock'),
               task: async () => {
                 for (const c of hr.changes) hr.status![c.id] ??= 'skipped';
                 try {
