@@ -207,7 +207,7 @@ recipe_hash() {
 base_in_use() {
   local f
   for f in /proc/[0-9]*/cmdline; do
-    tr '\0' ' ' < "$f" 2>/dev/null | grep -q -- "^systemd-nspawn .*--directory=$BASE " && return 0
+    { tr '\0' ' ' < "$f"; } 2>/dev/null | grep -q -- "^systemd-nspawn .*--directory=$BASE " && return 0
   done
   return 1
 }
@@ -321,7 +321,7 @@ host_pid() {
   [ -f "$f" ] || return 1
   local pid; pid=$(cat "$f")
   [ -r "/proc/$pid/cmdline" ] || return 1
-  tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q -- "--machine=$(name_of "$1") " || return 1
+  { tr '\0' ' ' < "/proc/$pid/cmdline"; } 2>/dev/null | grep -q -- "--machine=$(name_of "$1") " || return 1
   echo "$pid"
 }
 
@@ -405,7 +405,7 @@ stop_forwarder() {
   local f pid; f=$(hdir_of "$1")/forwarder.pid
   [ -f "$f" ] || return 0
   pid=$(cat "$f")
-  if tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q -- "bind=$(addr_of "$1"),"; then
+  if { tr '\0' ' ' < "/proc/$pid/cmdline"; } 2>/dev/null | grep -q -- "bind=$(addr_of "$1"),"; then
     kill -TERM "$pid" 2>/dev/null || true
   fi
   rm -f "$f"
