@@ -60,7 +60,7 @@ export const serviceModule: Module<ServiceArgs> = {
       attrs.push({ name: 'enabled', before: 'enabled', after: 'disabled' });
       enabled = 'disabled';
     }
-    if (!verbs.length && !(a.daemon_reload && reload)) return [];
+    if (!verbs.length && !reload) return [];
     if (reload) {
       attrs.unshift({ name: 'daemon-reload', after: true });
       state.set('systemd:daemon-reload', false);

@@ -45,9 +45,22 @@ export function contentDiff(path: string, before: Buffer | undefined, after: str
   if (after instanceof Secret) {
     const shownOld = oldText === undefined ? undefined : maskLikeDisplay(oldText, after.display);
     const d = unified(path, shownOld, after.display);
-    return d ?? '(sensitive content changed)\n';
+    return d === undefined ? '(sensitive content changed)\n' : hideRemovedLines(d);
   }
   return unified(path, oldText, after);
+}
+
+/**
+ * In a file that holds secrets, a removed line may carry an old secret berth
+ * never knew as one (a changed password on a line that also changed): show
+ * that a line went, not what it said. Added and unchanged lines are safe:
+ * they come from the masked display text.
+ */
+function hideRemovedLines(diff: string): string {
+  return diff
+    .split('\n')
+    .map((l) => (l.startsWith('-') && !l.startsWith('--- ') ? '-(old line not shown: this file holds secrets)' : l))
+    .join('\n');
 }
 
 function unified(path: string, before: string | undefined, after: string): string | undefined {

@@ -77,7 +77,7 @@ export function connectionFor(spec: Spec, host: HostSpec, sel: Selection): Conne
 
 /** The hosts a run covers: those of any play, narrowed by --limit. */
 export function hostsInScope(spec: Spec, sel: Selection): string[] {
-  const inPlays = new Set(spec.plays.flatMap((p) => selectHosts(spec.inventory, p.hosts, { pos: p.pos, what: `play "${p.name}" hosts` })));
+  const inPlays = new Set(spec.plays.flatMap((p) => selectHosts(spec.inventory, p.hosts, { pos: p.hostsPos, what: `play "${p.name}" hosts` })));
   let hosts = [...spec.inventory.hosts.keys()].filter((h) => inPlays.has(h));
   if (sel.limit) {
     const lim = new Set(selectHosts(spec.inventory, sel.limit, { what: '--limit' }));
@@ -125,7 +125,7 @@ export function buildProgram(spec: Spec, hostName: string, sel: Selection): Host
         for (const n of t.notify) {
           if (!handlerNames.has(n)) {
             throw new BerthError(`notify: no handler named "${n}" in play "${play.name}"`, {
-              pos: t.pos,
+              pos: t.file.locate([...t.path, 'notify']),
               hint: handlerNames.size ? `handlers: ${[...handlerNames].join(', ')}` : 'the play and its roles define no handlers',
             });
           }
@@ -211,7 +211,8 @@ function bindTask(spec: Spec, play: PlaySpec, ref: RoleRef | undefined, t: TaskS
         }
         return r;
       },
-      readSourceFile: (src) => readFileSync(findSource(spec.root, roleDir, 'files', src, t.pos)),
+      readSourceFile: (src) => readFileSync(findSource(spec.root, roleDir, 'files', src, t.pos, 64 * 1024 * 1024)),
+      sourceFilePath: (src) => findSource(spec.root, roleDir, 'files', src, t.pos, Number.MAX_SAFE_INTEGER),
     };
     module.check?.(args, ctx);
     out.push({ play: play.name, role: ref?.role.name, name, module, args, ctx, notify: t.notify, tags: t.tags, become });
@@ -245,7 +246,7 @@ function nameWithItem(t: TaskSpec, context: Record<string, unknown>): string {
  * directory first, then the spec root. It must stay inside the repository
  * (or berth's own roles): `../../etc/shadow` and links out are refused.
  */
-export function findSource(root: string, roleDir: string | undefined, kind: 'templates' | 'files', src: string, pos: SourcePos): string {
+export function findSource(root: string, roleDir: string | undefined, kind: 'templates' | 'files', src: string, pos: SourcePos, maxBytes = 64 * 1024 * 1024): string {
   const candidates = [...(roleDir ? [join(roleDir, kind, src)] : []), resolve(root, src)];
   const abs = candidates.find((c) => existsSync(c));
   if (!abs) {
@@ -259,6 +260,6 @@ export function findSource(root: string, roleDir: string | undefined, kind: 'tem
   if (!allowed) throw new BerthError(`${src} resolves outside the spec repository (${real})`, { pos, hint: 'templates and files must live in the repository' });
   if (!statSync(real).isFile()) throw new BerthError(`${src} is not a regular file`, { pos });
   const size = statSync(real).size;
-  if (size > 64 * 1024 * 1024) throw new BerthError(`${src} is ${size} bytes; files over 64 MiB are not sent this way`, { pos });
+  if (size > maxBytes) throw new BerthError(`${src} is ${size} bytes; files over ${maxBytes >> 20} MiB go through the copy module, which streams them`, { pos });
   return real;
 }

@@ -30,7 +30,7 @@ export function loadSpec(opts: LoadOptions): Spec {
   const roles = new RoleLoader(root, [join(root, 'roles'), join(BERTH_HOME, 'roles')]);
   const plays = loadPlaybook(playbookPath, root, roles);
   const spec: Spec = { root, inventory, playbook: playbookPath, plays, extraVars: parseExtraVars(opts.extraVars ?? [], root) };
-  for (const play of plays) selectHosts(inventory, play.hosts, { pos: play.pos, what: `play "${play.name}" hosts` });
+  for (const play of plays) selectHosts(inventory, play.hosts, { pos: play.hostsPos, what: `play "${play.name}" hosts` });
   return spec;
 }
 

@@ -70,6 +70,8 @@ export interface RoleRef {
 export interface PlaySpec {
   name: string;
   hosts: string;
+  /** Where `hosts:` was written. */
+  hostsPos: SourcePos;
   roles: RoleRef[];
   tasks: TaskSpec[];
   handlers: TaskSpec[];

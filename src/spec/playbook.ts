@@ -147,11 +147,12 @@ function checkNoLoops(dir: string, root: string, seen = new Set<string>(), depth
       try {
         if (statSync(p).isDirectory()) checkNoLoops(p, root, new Set(seen), depth + 1);
       } catch (err) {
+        if (err instanceof BerthError) throw err;
         const code = (err as NodeJS.ErrnoException).code;
         if (code === 'ELOOP') throw new BerthError('symbolic link loop', { pos: { file: displayPath(p, root) } });
       }
     } else if (e.isDirectory()) {
-      checkNoLoops(p, root, seen, depth + 1);
+      checkNoLoops(p, root, new Set(seen), depth + 1);
     }
   }
 }
@@ -178,6 +179,7 @@ export function loadPlaybook(path: string, root: string, roles: RoleLoader): Pla
     return {
       name: p.name as string,
       hosts: p.hosts as string,
+      hostsPos: yf.locate([...base, 'hosts']),
       roles: roleRefs,
       tasks: parseTasks(yf, [...base, 'tasks'], p.tasks),
       handlers: parseTasks(yf, [...base, 'handlers'], p.handlers),

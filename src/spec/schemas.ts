@@ -17,7 +17,7 @@ export const SCHEMA_DIR = join(BERTH_HOME, 'schemas');
 type AjvInstance = Ajv;
 
 function makeAjv(coerce: boolean): AjvInstance {
-  const ajv = new Ajv({ allErrors: true, strict: true, strictRequired: false, coerceTypes: coerce, useDefaults: false, allowUnionTypes: true });
+  const ajv = new Ajv({ allErrors: true, verbose: true, strict: true, strictRequired: false, coerceTypes: coerce, useDefaults: false, allowUnionTypes: true });
   addFormats(ajv);
   // `hint` on a schema is shown after the error for values it governs.
   ajv.addKeyword({ keyword: 'hint', schemaType: 'string' });
@@ -100,7 +100,7 @@ export function formatKeyPath(path: KeyPath): string {
 const PREFERRED = ['additionalProperties', 'required', 'type', 'enum', 'const', 'pattern', 'format', 'minimum', 'maximum'];
 
 function pickError(errors: ErrorObject[]): ErrorObject | undefined {
-  const useful = errors.filter((e) => !['anyOf', 'oneOf', 'if', 'allOf', 'not'].includes(e.keyword));
+  const useful = errors.filter((e) => !['anyOf', 'oneOf', 'if', 'allOf', 'not', 'propertyNames'].includes(e.keyword));
   const pool = useful.length ? useful : errors;
   return [...pool].sort((a, b) => {
     const da = pathOf(a.instancePath).length + (a.keyword === 'additionalProperties' || a.keyword === 'required' ? 1 : 0);
@@ -147,6 +147,14 @@ function schemaError(err: ErrorObject, root: unknown, loc: Locator, base: KeyPat
   let keyPath = formatKeyPath(full);
   let pos = loc.locate(full);
   const params = err.params as Record<string, unknown>;
+  if (err.propertyName !== undefined) {
+    // a key that breaks the mapping's propertyNames rule (host, group or variable names)
+    return new BerthError(`invalid name "${err.propertyName}"`, {
+      pos: loc.locateKey([...full, err.propertyName]) ?? pos ?? fallback,
+      keyPath: formatKeyPath([...full, err.propertyName]) || undefined,
+      hint: schemaHint ?? (err.keyword === 'pattern' ? `must match ${String(params.pattern)}` : err.message),
+    });
+  }
   switch (err.keyword) {
     case 'additionalProperties': {
       const extra = String(params.additionalProperty);

@@ -51,21 +51,27 @@ export class MergedVars {
     const k = String(path[path.length - 1]);
     const cur = target[k];
     if (isPlainObject(cur) && isPlainObject(v)) {
-      this.record(path, layer, false);
+      // keys the lower layer set keep pointing at the lower layer's file
+      const own = this.origins.get(keyOf(path));
+      if (own) {
+        for (const ck of Object.keys(cur)) {
+          const childKey = keyOf([...path, ck]);
+          if (!this.origins.has(childKey)) this.origins.set(childKey, { file: own.file, path: [...own.path, ck] });
+        }
+      }
+      this.setOrigin(path, layer);
       for (const [ck, cv] of Object.entries(v)) this.merge(cur, [...path, ck], cv, layer);
       return;
     }
     target[k] = deepCopy(v);
-    this.record(path, layer, true);
+    for (const key of [...this.origins.keys()]) if (key.startsWith(keyOf(path) + SEP)) this.origins.delete(key);
+    this.setOrigin(path, layer);
   }
 
-  private record(path: KeyPath, layer: VarLayer, replace: boolean): void {
-    if (!layer.file) return;
-    const key = keyOf(path);
-    if (replace) {
-      for (const k of [...this.origins.keys()]) if (k.startsWith(key + SEP)) this.origins.delete(k);
-    }
-    this.origins.set(key, { file: layer.file, path: [...layer.base, ...path] });
+  private setOrigin(path: KeyPath, layer: VarLayer): void {
+    // a value from the command line (-e key=value) has no file: forget the one it replaced
+    if (!layer.file) this.origins.delete(keyOf(path));
+    else this.origins.set(keyOf(path), { file: layer.file, path: [...layer.base, ...path] });
   }
 
   /** The file position of the variable at `path` (e.g. ["harbor", "projects", 2, "registry"]). */

@@ -46,7 +46,10 @@ export function parseYaml(text: string, file: string): YamlFile {
   const doc = parseDocument(text, { lineCounter: lc, uniqueKeys: true, prettyErrors: false, strict: true });
   const err = doc.errors[0];
   if (err) {
-    const at = lc.linePos(err.pos[0]);
+    // errors reported at a line break (bad indentation) mean the next token: point there
+    let off = err.pos[0];
+    while (off < text.length && (text[off] === '\n' || text[off] === '\r' || text[off] === ' ')) off++;
+    const at = lc.linePos(off < text.length ? off : err.pos[0]);
     const msg = err.message.split('\n')[0]!.replace(/ at line \d+, column \d+.*$/, '');
     throw new BerthError(`YAML syntax error: ${msg}`, {
       pos: { file, line: at.line, col: at.col },

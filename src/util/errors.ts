@@ -31,7 +31,8 @@ export class BerthError extends Error {
       if (this.pos.line !== undefined && this.pos.col !== undefined) where += `:${this.pos.col}`;
       parts.push(where);
     }
-    if (this.host && !this.pos) parts.push(this.host);
+    // transport errors already name their host; don't say it twice
+    if (this.host && !this.pos && !this.message.includes(this.host)) parts.push(this.host);
     if (this.keyPath) parts.push(this.keyPath);
     let msg = this.message;
     if (this.hint) msg += ` (${this.hint})`;
