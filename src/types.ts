@@ -3,6 +3,7 @@
 // Anything here may be serialised into a saved plan, so secrets only ever
 // travel as `Secret` values (which serialise as "(sensitive)").
 
+import type { Readable } from 'node:stream';
 import type { Secret } from './secrets/secret.js';
 
 /** Where a value came from, for one-line errors: file:line:col. */
@@ -21,8 +22,8 @@ export interface ExecResult {
 }
 
 export interface ExecOptions {
-  /** Bytes for the command's standard input (binary-safe). */
-  stdin?: string | Buffer;
+  /** Bytes for the command's standard input (binary-safe); a stream is piped (large uploads). */
+  stdin?: string | Buffer | Readable;
   /** Run as root (via `sudo -n` when the login user is not root). Default: the host's `berth_become`. */
   become?: boolean;
   /** Abort after this many milliseconds. */
@@ -128,6 +129,8 @@ export interface ModuleContext {
   renderTemplateFile(src: string): string | Secret;
   /** Reads a file (role files/ first, then the spec root), confined to the spec repository. */
   readSourceFile(src: string): Buffer;
+  /** The absolute path of such a file, for modules that stream it (large uploads). */
+  sourceFilePath(src: string): string;
 }
 
 export interface SimState {

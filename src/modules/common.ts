@@ -1,4 +1,5 @@
 import { posix } from 'node:path';
+import type { Readable } from 'node:stream';
 import { BerthError } from '../util/errors.js';
 import { shq } from '../util/shell.js';
 import { fileKey, fileStat, groupInfo, groupKey, userInfo, userKey, type FileFact, type GroupFact, type UserFact } from '../facts/queries.js';
@@ -129,7 +130,7 @@ export function ownershipCommands(path: string, o: Ownership): string[] {
 }
 
 /** Runs a script on the host; a non-zero exit becomes an error naming the resource. */
-export async function run(ctx: ModuleApplyContext, resource: string, script: string, stdin?: string | Buffer): Promise<string> {
+export async function run(ctx: ModuleApplyContext, resource: string, script: string, stdin?: string | Buffer | Readable): Promise<string> {
   const r = await ctx.transport.exec(script, { stdin, become: ctx.become });
   if (r.code !== 0) {
     const detail = (r.stderr || r.stdout).trim().split('\n').slice(-3).join(' | ');

@@ -1,15 +1,30 @@
 import type { Module } from '../types.js';
 import { aptModule } from './apt.js';
 import { commandModule } from './command.js';
+import { copyModule } from './copy.js';
 import { directoryModule } from './directory.js';
 import { fileModule } from './file.js';
+import { getUrlModule } from './get_url.js';
 import { groupModule } from './group.js';
 import { serviceModule } from './service.js';
 import { templateModule } from './template.js';
 import { userModule } from './user.js';
+import { waitForModule } from './wait_for.js';
 
 // Each module's arguments are validated by schemas/modules/<schema>.json before its plan step.
-const MODULES: Module<never>[] = [groupModule, userModule, directoryModule, fileModule, templateModule, commandModule, serviceModule, aptModule] as unknown as Module<never>[];
+const MODULES: Module<never>[] = [
+  groupModule,
+  userModule,
+  directoryModule,
+  fileModule,
+  templateModule,
+  copyModule,
+  getUrlModule,
+  commandModule,
+  serviceModule,
+  aptModule,
+  waitForModule,
+] as unknown as Module<never>[];
 
 const byName = new Map(MODULES.map((m) => [m.name, m as unknown as Module]));
 

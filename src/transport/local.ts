@@ -2,6 +2,7 @@
 // (the machine berth runs on). Scripts run under `sh -c`, as root through
 // `sudo -n` only when become is asked and berth is not already root.
 
+import { Readable } from 'node:stream';
 import { execa } from 'execa';
 import type { ExecOptions, ExecResult, Transport, TransportStats } from '../types.js';
 import { BerthError } from '../util/errors.js';
@@ -52,7 +53,7 @@ export class LocalTransport implements Transport {
     const [file, args] = this.#argv(script, opts.become);
     const timed = opts.timeoutMs !== undefined && opts.timeoutMs > 0;
     const child = execa(file, args, {
-      input: opts.stdin === undefined ? '' : toBuffer(opts.stdin),
+      input: opts.stdin === undefined ? '' : opts.stdin instanceof Readable ? opts.stdin : toBuffer(opts.stdin),
       encoding: 'buffer',
       stripFinalNewline: false,
       reject: false,
@@ -140,7 +141,7 @@ export class LocalTransport implements Transport {
       child.once('error', (e) => reject(new BerthError(`cannot run ${file} on host ${this.host}: ${e.message}`, { host: this.host, cause: e })));
     });
     await Promise.race([spawned, done.then(() => undefined)]);
-    if (opts.stdin !== undefined) child.stdin.write(toBuffer(opts.stdin));
+    if (opts.stdin !== undefined && !(opts.stdin instanceof Readable)) child.stdin.write(toBuffer(opts.stdin));
     return {
       onLine: (cb) => feed.subscribe(cb),
       done,

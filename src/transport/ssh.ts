@@ -2,6 +2,7 @@
 // connection, ssh2 channels for commands), host keys checked against an
 // OpenSSH known_hosts file before anything is sent.
 
+import { Readable } from 'node:stream';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { connect as netConnect, type Socket } from 'node:net';
@@ -520,7 +521,13 @@ export class SshTransport implements Transport {
           );
         }, ms);
       }
-      if (opts.stdin !== undefined) ch.end(toBuffer(opts.stdin));
+      if (opts.stdin instanceof Readable) {
+        opts.stdin.on('error', (e: Error) => {
+          ch.close();
+          finish(() => reject(new BerthError(`cannot read the data to send to host ${this.#where}: ${e.message}`, { host: this.host })));
+        });
+        opts.stdin.pipe(ch);
+      } else if (opts.stdin !== undefined) ch.end(toBuffer(opts.stdin));
       else ch.end();
     });
   }
@@ -569,7 +576,7 @@ export class SshTransport implements Transport {
         finish(() => settle.resolve(c));
       }
     });
-    if (opts.stdin !== undefined) ch.write(toBuffer(opts.stdin));
+    if (opts.stdin !== undefined && !(opts.stdin instanceof Readable)) ch.write(toBuffer(opts.stdin));
     let ended = false;
     return {
       onLine: (cb) => feed.subscribe(cb),
