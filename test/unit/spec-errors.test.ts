@@ -206,8 +206,8 @@ const CASES: Case[] = [
   },
   {
     name: 'unknown module',
-    files: { 'playbooks/site.yml': play('  tasks:\n    - name: copy it\n      copy: { src: a, dest: /b }\n') },
-    want: `playbooks/site.yml:5:7: unknown module "copy" (known modules: ${KNOWN_MODULES})`,
+    files: { 'playbooks/site.yml': play('  tasks:\n    - name: copy it\n      lineinfile: { path: /b, line: a }\n') },
+    want: `playbooks/site.yml:5:7: unknown module "lineinfile" (known modules: ${KNOWN_MODULES})`,
   },
   {
     name: 'two modules in a task',
