@@ -117,6 +117,7 @@ export async function runPlan(opts: RunOptions): Promise<RunResult & { records: 
       const plan = await planOn(t, p);
       hr.changes = plan.changes;
       hr.fingerprints = plan.fingerprints;
+      hr.notes.push(...plan.warnings.map((w) => `warning: ${w}`));
       records.set(p.host, plan.record);
     } catch (e) {
       hr.error = oneLine(e);
@@ -201,6 +202,7 @@ export async function runApply(opts: RunOptions, saved?: RunResult): Promise<Run
                   record = plan.record;
                   hr.changes = plan.changes;
                   hr.fingerprints = plan.fingerprints;
+                  hr.notes.push(...plan.warnings.map((w) => `warning: ${w}`));
                   if (saved) checkSavedHost(saved, hr);
                   step.title = label(p.host, hr.changes.length ? `plan: ${hr.changes.length} change(s)` : 'plan: no changes');
                 } catch (e) {

@@ -131,6 +131,8 @@ export interface ModuleContext {
   readSourceFile(src: string): Buffer;
   /** The absolute path of such a file, for modules that stream it (large uploads). */
   sourceFilePath(src: string): string;
+  /** A warning shown with the plan (set by the planner; a no-op elsewhere). */
+  warn?(message: string): void;
 }
 
 export interface SimState {

@@ -4,8 +4,10 @@ import { commandModule } from './command.js';
 import { copyModule } from './copy.js';
 import { directoryModule } from './directory.js';
 import { fileModule } from './file.js';
+import { flushHandlersModule } from './flush_handlers.js';
 import { getUrlModule } from './get_url.js';
 import { groupModule } from './group.js';
+import { preflightModule } from './preflight.js';
 import { serviceModule } from './service.js';
 import { templateModule } from './template.js';
 import { userModule } from './user.js';
@@ -13,6 +15,7 @@ import { waitForModule } from './wait_for.js';
 
 // Each module's arguments are validated by schemas/modules/<schema>.json before its plan step.
 const MODULES: Module<never>[] = [
+  preflightModule,
   groupModule,
   userModule,
   directoryModule,
@@ -24,6 +27,7 @@ const MODULES: Module<never>[] = [
   serviceModule,
   aptModule,
   waitForModule,
+  flushHandlersModule,
 ] as unknown as Module<never>[];
 
 const byName = new Map(MODULES.map((m) => [m.name, m as unknown as Module]));

@@ -27,6 +27,8 @@ export interface HostPlan {
   changes: Change[];
   /** sha256 of every fact the plan was computed from, by fact key (for drift checks). */
   fingerprints: Record<string, string>;
+  /** Warnings from the plan (preflight findings below the minimums, ...). */
+  warnings: string[];
 }
 
 export function fingerprint(value: unknown): string {
@@ -36,6 +38,8 @@ export function fingerprint(value: unknown): string {
 export function planHost(program: HostProgram, facts: Facts): HostPlan {
   const state = new SimulatedState(facts);
   const changes: Change[] = [];
+  const warnings: string[] = [];
+  for (const seg of program.segments) for (const t of [...seg.tasks, ...seg.handlers]) t.ctx.warn = (m) => warnings.push(m);
   let n = 0;
   const emit = (t: BoundTask, extra: Partial<Change> = {}) => {
     const planned = planTask(t, state);
@@ -60,20 +64,28 @@ export function planHost(program: HostProgram, facts: Facts): HostPlan {
     return out;
   };
   for (const seg of program.segments) {
-    const notified = new Map<string, string[]>();
+    let notified = new Map<string, string[]>();
+    // handlers run once, in the order they are defined: at the end of the play, or at a flush_handlers task
+    const flush = () => {
+      for (const h of seg.handlers) {
+        const by = [...new Set((h.names ?? []).flatMap((name) => notified.get(name) ?? []))];
+        if (by.length) emit(h, { notifiedBy: by });
+      }
+      notified = new Map();
+    };
     for (const t of seg.tasks) {
+      if (t.module.name === 'flush_handlers') {
+        flush();
+        continue;
+      }
       const made = emit(t);
       if (made.length) for (const h of t.notify) notified.set(h, [...(notified.get(h) ?? []), ...made.map((c) => c.id)]);
     }
-    // handlers run once, in the order they are defined, after the play's tasks
-    for (const h of seg.handlers) {
-      const by = [...new Set((h.names ?? []).flatMap((name) => notified.get(name) ?? []))];
-      if (by.length) emit(h, { notifiedBy: by });
-    }
+    flush();
   }
   const fingerprints: Record<string, string> = {};
   for (const [k, v] of [...facts.entries()].sort(([a], [b]) => a.localeCompare(b))) fingerprints[k] = fingerprint(v);
-  return { host: program.host, changes, fingerprints };
+  return { host: program.host, changes, fingerprints, warnings };
 }
 
 function planTask(t: BoundTask, state: SimulatedState) {

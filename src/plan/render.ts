@@ -73,7 +73,7 @@ function hostBlock(h: HostResult, kind: RunResult['kind'], style: Style): string
     out.push(`${h.host}:`);
     for (const c of h.changes) out.push(...changeLines(c, style, kind === 'apply' ? h.status?.[c.id] : undefined));
   }
-  for (const n of h.notes) out.push(`  note: ${n}`);
+  for (const n of h.notes) out.push(n.startsWith('warning: ') ? `  ${paint(n, 33, style)}` : `  note: ${n}`);
   if (h.error) out.push(`  ${paint('FAILED', 31, style)}: ${h.error}`);
   return out;
 }

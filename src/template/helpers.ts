@@ -109,6 +109,15 @@ function truthy(v: unknown): boolean {
  * A double-quoted string that is valid (and means the same) in YAML, TOML and
  * JSON: only the escapes the three share are used.
  */
+/**
+ * A value for a systemd EnvironmentFile: double-quoted, with \\, " and $
+ * escaped; newlines stay literal (systemd keeps them inside quotes, and does
+ * not turn \n into one). Nothing in the value is expanded.
+ */
+export function envFileQuote(s: string): string {
+  return `"${s.replace(/[\\"$]/g, (c) => `\\${c}`)}"`;
+}
+
 export function quoteString(s: string): string {
   let out = '"';
   for (const ch of s) {
@@ -233,6 +242,7 @@ const BASE64 = /^[A-Za-z0-9+/]*={0,2}$|^[A-Za-z0-9_-]*={0,2}$/;
 export function registerHelpers(env: Env): void {
   textHelper(env, 'shq', 'display', shq);
   textHelper(env, 'quote', 'display', quoteString);
+  textHelper(env, 'envq', 'display', envFileQuote);
   textHelper(env, 'trim', 'display', (s) => s.trim());
   textHelper(env, 'upper', 'opaque', (s) => s.toUpperCase());
   textHelper(env, 'lower', 'opaque', (s) => s.toLowerCase());
@@ -336,6 +346,6 @@ export function registerHelpers(env: Env): void {
 
 /** The names of berth's helpers (for error hints and docs). */
 export const HELPER_NAMES = [
-  'shq', 'quote', 'json', 'yaml', 'toml', 'b64', 'b64decode', 'indent', 'lines', 'join', 'replace',
+  'shq', 'envq', 'quote', 'json', 'yaml', 'toml', 'b64', 'b64decode', 'indent', 'lines', 'join', 'replace',
   'trim', 'upper', 'lower', 'default', 'eq', 'ne', 'and', 'or', 'not',
 ] as const;

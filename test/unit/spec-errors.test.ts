@@ -18,7 +18,7 @@ interface Case {
   want: string;
 }
 
-const KNOWN_MODULES = 'apt, command, copy, directory, file, get_url, group, service, template, user, wait_for';
+const KNOWN_MODULES = 'apt, command, copy, directory, file, flush_handlers, get_url, group, preflight, service, template, user, wait_for';
 
 /** A playbook with one play on group app; `body` is indented under the play. */
 function play(body: string): string {
