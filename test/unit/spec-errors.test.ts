@@ -202,7 +202,7 @@ const CASES: Case[] = [
   {
     name: 'unknown role (hint lists the roles there are)',
     files: { 'playbooks/site.yml': play('  roles: [harbour_host]\n') },
-    want: 'playbooks/site.yml:3:11: unknown role "harbour_host" (roles found: harbor_host, node_trust)',
+    want: 'playbooks/site.yml:3:11: unknown role "harbour_host" (roles found: direnv, harbor, harbor_host, node_trust)',
   },
   {
     name: 'unknown module',
