@@ -145,7 +145,8 @@ function finish(kind: 'plan' | 'apply', prep: Prepared, results: HostResult[]): 
 
 /** The part of a change that must match between a saved plan and a fresh one. */
 function comparable(c: Change): string {
-  return JSON.stringify([c.resource, c.action, c.attrs, c.diff ?? null, c.notifiedBy ?? null]);
+  // a saved plan went through redact() when it was written: compare like with like
+  return redact(JSON.stringify([c.resource, c.action, c.attrs, c.diff ?? null, c.notifiedBy ?? null]));
 }
 
 function driftMessage(saved: Record<string, string>, now: Record<string, string>): string | undefined {

@@ -18,7 +18,8 @@ export function maskLikeDisplay(old: string, displayNew: string): string {
   const masks = displayNew
     .split('\n')
     .filter((l) => l.includes(SENSITIVE))
-    .map((l) => ({ line: l, re: new RegExp('^' + l.split(SENSITIVE).map(escapeRe).join('.*') + '$') }));
+    // a quoting helper may quote the placeholder where the real value needed no quotes
+    .map((l) => ({ line: l, re: new RegExp('^' + l.split(/'\(sensitive\)'|"\(sensitive\)"|\(sensitive\)/).map(escapeRe).join('.*') + '$') }));
   if (!masks.length) return old;
   return old
     .split('\n')

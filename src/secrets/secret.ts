@@ -18,7 +18,10 @@ export class Secret {
   constructor(value: string, display: string = SENSITIVE) {
     this.#value = value;
     this.display = display;
-    registerSecret(value);
+    // A value derived from secrets (a rendered template, a quoted command) is
+    // mostly ordinary text around them; its secrets are registered already, and
+    // registering the whole text would scrub ordinary lines from every output.
+    if (display === SENSITIVE) registerSecret(value);
   }
 
   /** The real value, for writing to a host. Never print it. */
