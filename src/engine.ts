@@ -7,10 +7,10 @@ import { gatherFacts } from './facts/batch.js';
 import { openTransport } from './transport/index.js';
 import { loadSpec, type LoadOptions } from './spec/load.js';
 import { buildProgram, hostsInScope, type HostProgram, type Selection } from './plan/program.js';
-import { planHost, type HostPlan } from './plan/planner.js';
+import { carriedSince, planHost, type HostPlan } from './plan/planner.js';
 import { getModule } from './modules/registry.js';
 import { acquireLock } from './apply/lock.js';
-import { STATE_KEY, nextRecord, stateRecordQuery, writeStateRecord, type StateRecord } from './apply/record.js';
+import { STATE_KEY, nextRecord, stateRecordQuery, writeStateRecord, type PendingHandler, type StateRecord } from './apply/record.js';
 import { specRevision, type SpecRevision } from './git/spec-repo.js';
 import { BerthError, isBerthError } from './util/errors.js';
 import { redact } from './secrets/secret.js';
@@ -134,7 +134,7 @@ async function planOn(t: Transport, p: HostProgram): Promise<HostPlan & { record
   const facts = await gatherFacts(t, [...p.queries, stateRecordQuery()]);
   const record = facts.get(STATE_KEY) as StateRecord | undefined;
   facts.delete(STATE_KEY); // changes with every apply; not part of the desired state
-  return { ...planHost(p, facts), record };
+  return { ...planHost(p, facts, record?.pending_handlers ?? []), record };
 }
 
 function finish(kind: 'plan' | 'apply', prep: Prepared, results: HostResult[]): RunResult {
@@ -185,75 +185,78 @@ export async function runApply(opts: RunOptions, saved?: RunResult): Promise<Run
     };
     return {
       title: p.host,
-      task: (_ctx, task) =>
-        task.newListr(
-          [
-            {
-              title: label(p.host, 'lock, facts, plan'),
-              task: async (_c, step) => {
-                try {
-                  const lock = await acquireLock(t, {
-                    timeoutSec: lockTimeout,
-                    become: p.connection.become,
-                    onWait: (holder) => (step.output = `waiting up to ${lockTimeout}s for the host lock (held by ${holder})`),
-                  });
-                  release = lock.release;
-                  if (lock.staleNote) hr.notes.push(lock.staleNote);
-                  const plan = await planOn(t, p);
-                  record = plan.record;
-                  hr.changes = plan.changes;
-                  hr.fingerprints = plan.fingerprints;
-                  hr.notes.push(...plan.warnings.map((w) => `warning: ${w}`));
-                  if (saved) checkSavedHost(saved, hr);
-                  step.title = label(p.host, hr.changes.length ? `plan: ${hr.changes.length} change(s)` : 'plan: no changes');
-                } catch (e) {
-                  fail(e);
+      task: async (_ctx, task) => {
+        const steps: ListrTask[] = [
+          {
+            title: label(p.host, 'lock, facts, plan'),
+            task: async (_c, step) => {
+              try {
+                const lock = await acquireLock(t, {
+                  timeoutSec: lockTimeout,
+                  become: p.connection.become,
+                  onWait: (holder) => (step.output = label(p.host, `waiting up to ${lockTimeout}s for the host lock (held by ${holder})`)),
+                });
+                release = lock.release;
+                if (lock.staleNote) hr.notes.push(lock.staleNote);
+                const plan = await planOn(t, p);
+                record = plan.record;
+                hr.changes = plan.changes;
+                hr.fingerprints = plan.fingerprints;
+                hr.notes.push(...plan.warnings.map((w) => `warning: ${w}`));
+                if (saved) checkSavedHost(saved, hr);
+                step.title = label(p.host, hr.changes.length ? `plan: ${hr.changes.length} change(s)` : 'plan: no changes');
+              } catch (e) {
+                fail(e);
+              }
+            },
+          },
+          {
+            title: label(p.host, 'apply'),
+            skip: () => failed || hr.changes.length === 0,
+            task: (_c, step) =>
+              step.newListr(
+                hr.changes.map((c) => ({
+                  title: label(p.host, `${SYMBOL[c.action]} ${c.resource}`),
+                  skip: () => failed,
+                  task: async () => {
+                    try {
+                      await applyChange(c, t);
+                      hr.status![c.id] = 'done';
+                    } catch (e) {
+                      hr.status![c.id] = 'failed';
+                      fail(e);
+                    }
+                  },
+                })),
+                { concurrent: false, exitOnError: true },
+              ),
+          },
+          {
+            // always runs: it is the step that releases the host
+            title: label(p.host, 'record and unlock'),
+            task: async () => {
+              for (const c of hr.changes) hr.status![c.id] ??= 'skipped';
+              try {
+                if (release && hr.changes.length) {
+                  await writeStateRecord(t, p.connection.become, nextRecord(record, runRecord(prep, hr, failed), pendingHandlers(hr)));
                 }
-              },
+              } catch (e) {
+                failed = true;
+                hr.error ??= oneLine(e);
+                throw new Error(hr.error);
+              } finally {
+                await release?.().catch(() => undefined);
+                await t.close().catch(() => undefined);
+                hr.stats = { ...t.stats };
+              }
             },
-            {
-              title: label(p.host, 'apply'),
-              skip: () => failed || hr.changes.length === 0,
-              task: (_c, step) =>
-                step.newListr(
-                  hr.changes.map((c) => ({
-                    title: label(p.host, `${SYMBOL[c.action]} ${c.resource}`),
-                    skip: () => failed,
-                    task: async () => {
-                      try {
-                        await applyChange(c, t);
-                        hr.status![c.id] = 'done';
-                      } catch (e) {
-                        hr.status![c.id] = 'failed';
-                        fail(e);
-                      }
-                    },
-                  })),
-                  { concurrent: false, exitOnError: true },
-                ),
-            },
-            {
-              title: label(p.host, 'record and unlock'),
-              task: async () => {
-                for (const c of hr.changes) hr.status![c.id] ??= 'skipped';
-                try {
-                  if (release && hr.changes.length) {
-                    await writeStateRecord(t, p.connection.become, nextRecord(record, runRecord(prep, hr, failed)));
-                  }
-                } catch (e) {
-                  failed = true;
-                  hr.error ??= oneLine(e);
-                } finally {
-                  await release?.().catch(() => undefined);
-                  await t.close().catch(() => undefined);
-                  hr.stats = { ...t.stats };
-                }
-                if (failed) throw new Error(hr.error);
-              },
-            },
-          ],
-          { concurrent: false, exitOnError: false },
-        ),
+          },
+        ];
+        await task.newListr(steps, { concurrent: false, exitOnError: false }).run();
+        // the host's own line ends ✖ when one of its steps failed (listr2 marks a
+        // parent done when its subtasks do not exit on error)
+        if (failed) throw new Error(hr.error);
+      },
     };
   };
 
@@ -276,6 +279,24 @@ async function applyChange(c: Change, t: Transport): Promise<void> {
   const p = c.payload as { become: boolean; data: unknown; ctx: ModuleContext };
   const ctx: ModuleApplyContext = { ...p.ctx, transport: t, become: p.become };
   await mod.apply({ resource: c.resource, action: c.action, attrs: c.attrs, payload: p.data }, ctx);
+}
+
+/**
+ * Handlers a done change notified that did not run because the apply stopped
+ * (a handler's own failure counts too): the state record keeps them, and the
+ * next plan runs them. A handler notified only by changes that did not happen
+ * is not pending: those changes are planned again.
+ */
+function pendingHandlers(hr: HostResult): PendingHandler[] {
+  const isChange = (by: string) => by.startsWith(`${hr.host}#`);
+  const out = new Map<string, PendingHandler>();
+  for (const c of hr.changes) {
+    if (!c.notifiedBy || hr.status?.[c.id] === 'done') continue;
+    const carried = c.notifiedBy.map(carriedSince).find((x) => x !== undefined);
+    if (!carried && !c.notifiedBy.some((by) => isChange(by) && hr.status?.[by] === 'done')) continue;
+    out.set(`${c.play}\u0000${c.task}`, { play: c.play, handler: c.task, since: carried ?? new Date().toISOString() });
+  }
+  return [...out.values()];
 }
 
 function runRecord(prep: Prepared, hr: HostResult, failed: boolean) {

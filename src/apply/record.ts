@@ -9,6 +9,18 @@ export interface StateRecord {
   last: RunRecord;
   /** Earlier runs, newest first (at most HISTORY). */
   history: RunRecord[];
+  /**
+   * Handlers that a change of a failed apply notified but that never ran
+   * (the apply stopped first). The next plan runs them, as if notified again.
+   */
+  pending_handlers?: PendingHandler[];
+}
+
+export interface PendingHandler {
+  play: string;
+  handler: string;
+  /** When the apply that left it pending ran. */
+  since: string;
 }
 
 export interface RunRecord {
@@ -45,9 +57,9 @@ export function stateRecordQuery(): FactQuery<StateRecord | undefined> {
   };
 }
 
-export function nextRecord(prev: StateRecord | undefined, run: RunRecord): StateRecord {
+export function nextRecord(prev: StateRecord | undefined, run: RunRecord, pending: PendingHandler[] = []): StateRecord {
   const history = prev ? [prev.last, ...prev.history].slice(0, HISTORY) : [];
-  return { format: 'berth-state/1', last: run, history };
+  return { format: 'berth-state/1', last: run, history, ...(pending.length ? { pending_handlers: pending } : {}) };
 }
 
 /** Writes the record atomically, mode 0600, readable only by its owner. */

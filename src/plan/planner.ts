@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { BerthError } from '../util/errors.js';
 import type { Change, Facts, SimState } from '../types.js';
 import type { BoundTask, HostProgram } from './program.js';
+import type { PendingHandler } from '../apply/record.js';
 
 export class SimulatedState implements SimState {
   private readonly overlay = new Map<string, unknown>();
@@ -35,7 +36,21 @@ export function fingerprint(value: unknown): string {
   return createHash('sha256').update(JSON.stringify(value) ?? 'undefined').digest('hex');
 }
 
-export function planHost(program: HostProgram, facts: Facts): HostPlan {
+const CARRIED = 'a failed apply at ';
+
+/** The notifier that stands for a handler left pending by a failed apply (see PendingHandler). */
+export const carriedNotifier = (since: string) => `${CARRIED}${since}`;
+
+/** The time of the failed apply, when `by` is such a notifier. */
+export function carriedSince(by: string): string | undefined {
+  return by.startsWith(CARRIED) ? by.slice(CARRIED.length) : undefined;
+}
+
+/**
+ * `pending` are the handlers a failed apply left notified (from the host's
+ * state record): they run at the first flush of their play, as if notified.
+ */
+export function planHost(program: HostProgram, facts: Facts, pending: PendingHandler[] = []): HostPlan {
   const state = new SimulatedState(facts);
   const changes: Change[] = [];
   const warnings: string[] = [];
@@ -65,13 +80,17 @@ export function planHost(program: HostProgram, facts: Facts): HostPlan {
   };
   for (const seg of program.segments) {
     let notified = new Map<string, string[]>();
+    let carried = pending.filter((p) => p.play === seg.play);
     // handlers run once, in the order they are defined: at the end of the play, or at a flush_handlers task
     const flush = () => {
       for (const h of seg.handlers) {
         const by = [...new Set((h.names ?? []).flatMap((name) => notified.get(name) ?? []))];
+        const left = carried.find((p) => p.handler === h.name);
+        if (left) by.push(carriedNotifier(left.since));
         if (by.length) emit(h, { notifiedBy: by });
       }
       notified = new Map();
+      carried = [];
     };
     for (const t of seg.tasks) {
       if (t.module.name === 'flush_handlers') {

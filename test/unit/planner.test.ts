@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { loadSpec } from '../../src/spec/load.js';
 import { buildProgram, type HostProgram } from '../../src/plan/program.js';
-import { fingerprint, planHost, SimulatedState } from '../../src/plan/planner.js';
+import { carriedNotifier, carriedSince, fingerprint, planHost, SimulatedState } from '../../src/plan/planner.js';
 import { renderJson, renderText } from '../../src/plan/render.js';
 import { Secret } from '../../src/secrets/secret.js';
 import type { RunResult } from '../../src/engine.js';
@@ -494,6 +494,25 @@ describe('handlers', () => {
       { handlers: HANDLERS },
     );
     expect(plan(p, present)).toEqual([]);
+  });
+
+  it('a handler a failed apply left pending runs on the next plan, even with nothing else to change', () => {
+    const p = programOf(
+      `
+      - name: b (unchanged)
+        file: { path: /etc/b.conf, content: "b\\n" }
+        notify: reload web
+    `,
+      { handlers: HANDLERS },
+    );
+    const since = '2026-11-30T10:00:00.000Z';
+    const changes = planHost(p, factsFor(p, present), [
+      { play: p.segments[0]!.play, handler: 'restart app', since },
+      { play: 'another play', handler: 'reload web', since },
+    ]).changes;
+    expect(outline(changes)).toEqual(['run service app.service']);
+    expect(changes[0]!.notifiedBy).toEqual([carriedNotifier(since)]);
+    expect(carriedSince(changes[0]!.notifiedBy![0]!)).toBe(since);
   });
 
   it('each play runs its own handlers once, after its own tasks', () => {
