@@ -21,7 +21,6 @@ const env = {
 const inventory = 'inventories/example';
 const planFile = '/tmp/berth-demo/plan.json';
 const sandbox = join(repo, 'scripts', 'sandbox');
-const installer = join(repo, 'inventories/example/files/harbor-offline-installer-v2.12.4.tgz');
 const cacheAddr = '127.0.0.41';
 // The example's secrets come from the environment; the demo makes up its own.
 for (const k of ['HARBOR_ADMIN_PASSWORD', 'HARBOR_DB_PASSWORD', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY']) {
@@ -56,10 +55,10 @@ try {
   step('boot 3 sandbox hosts (first run builds a Debian 12 image, ~2 min)');
   run('bash', [harness, 'up', '3']);
   step('stand-ins for what cannot run here: Harbor\'s installer and the Docker engine');
-  // the sandbox has no Docker engine and no network: a small installer whose
-  // prepare writes what Harbor's writes, and a docker client that records its
-  // calls and answers Harbor's health endpoint on the cache host's address
-  run('sh', [join(sandbox, 'make-harbor-installer.sh'), installer]);
+  // the sandbox has no Docker engine and no network: the example ships a small
+  // installer whose prepare writes what Harbor's writes (made by
+  // scripts/sandbox/make-harbor-installer.sh), and the cache host gets a docker
+  // client that records its calls and answers Harbor's health endpoint
   const double = readFileSync(join(sandbox, 'docker-double.sh'));
   run('bash', [harness, 'ssh', '1', `cat > /usr/bin/docker && chmod 0755 /usr/bin/docker && ln -sf docker /usr/bin/docker-compose && echo DOUBLE_ADDR=${cacheAddr} > /etc/docker-double.conf`], { input: double });
   const health = ['-e', `harbor={health_url: "http://${cacheAddr}:8080/api/v2.0/health", health_timeout: 60}`];
