@@ -89,7 +89,7 @@ PACKAGES=(
   systemd systemd-sysv dbus libpam-systemd
   openssh-server sudo openssl ca-certificates iproute2 procps
   less curl python3 direnv
-  containerd skopeo
+  containerd skopeo docker-registry
   docker.io docker-compose
 )
 
@@ -184,6 +184,10 @@ EOF
   install -d "$root/etc/systemd/journald.conf.d"
   printf '[Journal]\nStorage=volatile\nRuntimeMaxUse=16M\n' > "$root/etc/systemd/journald.conf.d/testhosts.conf"
   ln -sf /lib/systemd/system/multi-user.target "$root/etc/systemd/system/default.target"
+  # docker-registry (distribution v2, the stand-in for Harbor's /v2 in the node
+  # tests): its packaged service would listen on every address of this
+  # machine's network namespace. Masked; tests start it on 127.0.0.N themselves.
+  ln -sf /dev/null "$root/etc/systemd/system/docker-registry.service"
   # docker: off by default (start_host enables it on private-network hosts).
   # No default bridge / iptables: nothing gets a non-loopback address unless a
   # test creates a network itself.
