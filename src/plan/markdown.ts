@@ -102,7 +102,7 @@ export function renderMarkdown(r: RunResult, opts: MarkdownOptions = {}): string
   const rows = ['| host | changes | |', '| --- | --- | --- |'];
   for (const h of r.hosts) {
     const c = h.changes.length ? cell(counts(h, r.kind)) : h.error ? '—' : 'none';
-    rows.push(`| ${code(h.host)} | ${c} | ${h.error ? `**failed:** ${cell(h.error)}` : ''} |`);
+    rows.push(`| ${code(h.host).replace(/\|/g, '\\|')} | ${c} |${h.error ? ` **failed:** ${cell(h.error)} ` : ' '}|`);
   }
 
   // hosts with changes (or notes) get a block; open them all when the plan is small
