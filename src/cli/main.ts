@@ -111,10 +111,8 @@ function readSavedPlan(path: string): RunResult {
   return v;
 }
 
-export async function main(argv: string[]): Promise<number> {
-  let exit = 0;
-  let debug = argv.includes('--debug');
-  const out = (s: string) => process.stdout.write(s);
+/** The command tree; actions write through `out` and report their exit code through `setExit`. */
+export function buildCli(out: (s: string) => void, setExit: (code: number) => void): Command {
   const program = new Command('berth')
     .description('Plan and apply a Harbor pull-through cache, its API settings and the nodes that pull through it, from a spec in git.')
     .version(BERTH_VERSION, '-V, --version')
@@ -138,8 +136,8 @@ export async function main(argv: string[]): Promise<number> {
       if (format === 'text') out(`Saved the plan to ${f.out}. Apply exactly it with: berth apply ${f.out}\n`);
     }
     const s = summarize(r);
-    if (s.failedHosts) exit = 1;
-    else if (f.detailedExitcode && s.create + s.update + s.delete + s.run > 0) exit = 2;
+    if (s.failedHosts) setExit(1);
+    else if (f.detailedExitcode && s.create + s.update + s.delete + s.run > 0) setExit(2);
   });
 
   common(
@@ -167,7 +165,7 @@ export async function main(argv: string[]): Promise<number> {
     const ciBranch = f.ciBranch || process.env.BERTH_CI_BRANCH || undefined;
     const r = await runApply({ ...opts, ciBranch, lockTimeoutSec, renderer: format !== 'text' ? 'silent' : interactive ? 'default' : 'simple' }, saved);
     out(format === 'text' ? '\n' + render(r, format, f) : render(r, format, f));
-    if (summarize(r).failedHosts) exit = 1;
+    if (summarize(r).failedHosts) setExit(1);
   });
 
   program
@@ -185,12 +183,22 @@ export async function main(argv: string[]): Promise<number> {
       out(`ok: ${prep.programs.length} host(s), ${prep.spec.plays.length} play(s), ${tasks} task(s) checked\n`);
     });
 
-  registerVault(program, out);
-
   common(program.command('status').description('per host: the last applied spec commit, when, and whether a plan now finds drift')).action(
     async (f: CommonFlags) => {
-      exit = await runStatus(runOptions(f), { json: f.json === true, color: useColor(f) }, out);
+      setExit(await runStatus(runOptions(f), { json: f.json === true, color: useColor(f) }, out));
     },
+  );
+
+  registerVault(program, out);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let exit = 0;
+  let debug = argv.includes('--debug');
+  const program = buildCli(
+    (s) => process.stdout.write(s),
+    (code) => (exit = code),
   );
 
   try {
