@@ -12,7 +12,7 @@ import { getModule } from './modules/registry.js';
 import { acquireLock } from './apply/lock.js';
 import { STATE_KEY, nextRecord, stateRecordQuery, writeStateRecord, type PendingHandler, type StateRecord } from './apply/record.js';
 import { DEFAULT_CI_BRANCH, checkCiRevision, specRevision, type SpecRevision } from './git/spec-repo.js';
-import { generatedNote, openSpecVault, saveGenerated } from './spec/vault-refs.js';
+import { generatedNote, openSpecVault, saveVault } from './spec/vault-refs.js';
 import { BerthError, isBerthError } from './util/errors.js';
 import { redact } from './secrets/secret.js';
 import { BERTH_VERSION } from './version.js';
@@ -96,7 +96,7 @@ export async function prepare(opts: RunOptions, guard = false): Promise<Prepared
   if (!hosts.length) throw new BerthError(opts.limit ? `--limit ${opts.limit} matches no host of the playbook` : 'the playbook targets no host');
   const programs = hosts.map((h) => buildProgram(spec, h, opts));
   const persist = opts.persistGenerated !== false;
-  const generated = persist ? await saveGenerated(spec.secrets) : (spec.secrets?.generated ?? []);
+  const generated = persist ? await saveVault(spec.secrets) : (spec.secrets?.generated ?? []);
   const shownVault = spec.secrets?.paths.shownFile ?? 'vault.age';
   return {
     spec,

@@ -59,20 +59,26 @@ export function specNamesVault(spec: Spec): boolean {
 export interface OpenSpecVaultOptions {
   ci?: boolean;
   identities?: () => Identities;
+  /** Open the vault even when no spec value names an entry (for controller-side material kept in it). */
+  always?: boolean;
 }
 
-/** Opens the inventory's vault if the spec names an entry; sets spec.secrets. */
+/** Opens the inventory's vault if the spec names an entry (or `always`); sets spec.secrets. */
 export async function openSpecVault(spec: Spec, opts: OpenSpecVaultOptions = {}): Promise<SpecSecrets> {
   const paths = vaultPaths(spec.inventory.dir, spec.root);
   const secrets: SpecSecrets = { paths, ci: opts.ci === true, generated: [] };
-  if (specNamesVault(spec)) secrets.vault = await Vault.open(paths, { identities: opts.identities });
+  if (opts.always || specNamesVault(spec)) secrets.vault = await Vault.open(paths, { identities: opts.identities });
   spec.secrets = secrets;
   return secrets;
 }
 
-/** Saves the entries generated while programs were built (one write, re-encrypted to every recipient). */
-export async function saveGenerated(secrets: SpecSecrets | undefined): Promise<GeneratedEntry[]> {
-  if (!secrets?.vault || !secrets.generated.length) return [];
+/**
+ * Saves what was set in the vault while programs were built (generated
+ * entries, and anything else set through spec.secrets.vault): one write,
+ * re-encrypted to every recipient. Returns the generated entries.
+ */
+export async function saveVault(secrets: SpecSecrets | undefined): Promise<GeneratedEntry[]> {
+  if (!secrets?.vault) return [];
   if (secrets.vault.changed.length) await secrets.vault.save();
   return secrets.generated;
 }

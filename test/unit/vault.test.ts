@@ -10,7 +10,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Vault, editRecipients, findIdentities, newIdentity, parseIdentities, readRecipients, requireIdentities, vaultPaths, type Identities } from '../../src/secrets/vault.js';
 import { alnumLength, generateSecret } from '../../src/secrets/generate.js';
 import { Secret, redact } from '../../src/secrets/secret.js';
-import { openSpecVault } from '../../src/spec/vault-refs.js';
+import { openSpecVault, saveVault } from '../../src/spec/vault-refs.js';
 import { loadSpec, varsFor } from '../../src/spec/load.js';
 import { prepare } from '../../src/engine.js';
 import { BerthError } from '../../src/util/errors.js';
@@ -397,6 +397,32 @@ describe('{ vault: entry } values', () => {
     await prepare({ root, inventory: 'inventories/t' });
     expect(statSync(p.file).mode & 0o777).toBe(0o640);
     expect(existsSync(p.file)).toBe(true);
+  });
+});
+
+describe('the vault as a store for controller-side material', () => {
+  it('ensure makes an entry once; saveVault stores it with the run; later runs read it back', async () => {
+    const alice = await key();
+    const root = specWithRecipients([alice], { 'inventories/t/group_vars/all.yml': 'plain: 1\n' });
+    process.env.BERTH_AGE_KEY = alice.key;
+    let made = 0;
+    const make = () => `-----BEGIN PRIVATE KEY-----\nkey-${++made}-${Date.now()}\n-----END PRIVATE KEY-----\n`;
+    const values: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const spec = loadSpec({ root, inventory: 'inventories/t' });
+      // the spec names no entry: `always` opens the vault anyway
+      const secrets = await openSpecVault(spec, { always: true });
+      const got = secrets.vault!.ensure('pki.ca_key', make);
+      expect(got.created).toBe(i === 0);
+      values.push(got.value);
+      expect(await saveVault(secrets)).toEqual([]);
+    }
+    expect(made).toBe(1);
+    expect(new Set(values).size).toBe(1);
+    const plain = age(['-d', '-i', alice.file, vaultPaths('inventories/t', root).file]).toString();
+    expect(plain).toContain(`pki:\n  ca_key: |\n    -----BEGIN PRIVATE KEY-----\n    ${values[0]!.split('\n')[1]}\n`);
+    // and it is masked wherever it would be printed
+    expect(redact(`x ${values[0]!.split('\n')[1]} y`)).toBe('x (sensitive) y');
   });
 });
 
