@@ -17,6 +17,8 @@ const env = {
   TESTHOSTS_PREFIX: 'berthdemo',
   TESTHOSTS_ADDR_OFFSET: '40',
   TESTHOSTS_STATE: '/tmp/berth-demo',
+  // the demo applies the example from a working copy: not CI mode's clean commit on main
+  BERTH_CI: 'false',
 };
 const inventory = 'inventories/example';
 const planFile = '/tmp/berth-demo/plan.json';

@@ -11,7 +11,8 @@ import { carriedSince, planHost, type HostPlan } from './plan/planner.js';
 import { getModule } from './modules/registry.js';
 import { acquireLock } from './apply/lock.js';
 import { STATE_KEY, nextRecord, stateRecordQuery, writeStateRecord, type PendingHandler, type StateRecord } from './apply/record.js';
-import { specRevision, type SpecRevision } from './git/spec-repo.js';
+import { DEFAULT_CI_BRANCH, checkCiRevision, specRevision, type SpecRevision } from './git/spec-repo.js';
+import { generatedNote, openSpecVault, saveVault } from './spec/vault-refs.js';
 import { BerthError, isBerthError } from './util/errors.js';
 import { redact } from './secrets/secret.js';
 import { BERTH_VERSION } from './version.js';
@@ -26,6 +27,16 @@ export interface RunOptions extends LoadOptions, Selection {
   lockTimeoutSec?: number;
   /** listr2 renderer for apply progress. */
   renderer?: 'default' | 'simple' | 'silent';
+  /**
+   * CI mode (--ci, or CI=true unless BERTH_CI=false): a missing generated
+   * vault entry is an error, and apply refuses a dirty tree or a commit that
+   * is not on `ciBranch`.
+   */
+  ci?: boolean;
+  /** The branch CI applies from (default main). */
+  ciBranch?: string;
+  /** Store generated vault entries (default true; validate only reports them). */
+  persistGenerated?: boolean;
 }
 
 export type ChangeStatus = 'done' | 'failed' | 'skipped';
@@ -49,6 +60,8 @@ export interface RunResult {
   options: SavedOptions;
   spec: SpecRevision;
   hosts: HostResult[];
+  /** Notes about the run as a whole (e.g. a vault entry it generated; never a value). */
+  notes?: string[];
 }
 
 /** What a saved plan must repeat to be applied: the same spec and selection. */
@@ -67,17 +80,28 @@ interface Prepared {
   programs: HostProgram[];
   options: SavedOptions;
   revision: SpecRevision;
+  notes: string[];
 }
 
-/** Loads and renders everything for every host before any host is contacted. */
-export async function prepare(opts: RunOptions): Promise<Prepared> {
+/**
+ * Loads and renders everything for every host before any host is contacted:
+ * the spec, the vault (generated entries are stored here, once), and with
+ * `guard` (a CI apply) the check that the spec is a clean commit on the branch.
+ */
+export async function prepare(opts: RunOptions, guard = false): Promise<Prepared> {
+  if (guard && opts.ci) await checkCiRevision(opts.root, opts.ciBranch ?? DEFAULT_CI_BRANCH);
   const spec = loadSpec(opts);
+  await openSpecVault(spec, { ci: opts.ci });
   const hosts = hostsInScope(spec, opts);
   if (!hosts.length) throw new BerthError(opts.limit ? `--limit ${opts.limit} matches no host of the playbook` : 'the playbook targets no host');
   const programs = hosts.map((h) => buildProgram(spec, h, opts));
+  const persist = opts.persistGenerated !== false;
+  const generated = persist ? await saveVault(spec.secrets) : (spec.secrets?.generated ?? []);
+  const shownVault = spec.secrets?.paths.shownFile ?? 'vault.age';
   return {
     spec,
     programs,
+    notes: generated.map((g) => generatedNote(g, shownVault, persist)),
     revision: await specRevision(spec.root),
     options: {
       root: spec.root,
@@ -140,7 +164,15 @@ async function planOn(t: Transport, p: HostProgram): Promise<HostPlan & { record
 function finish(kind: 'plan' | 'apply', prep: Prepared, results: HostResult[]): RunResult {
   const order = new Map(prep.programs.map((p, i) => [p.host, i]));
   results.sort((a, b) => order.get(a.host)! - order.get(b.host)!);
-  return { kind, createdAt: new Date().toISOString(), berth: BERTH_VERSION, options: prep.options, spec: prep.revision, hosts: results };
+  return {
+    kind,
+    createdAt: new Date().toISOString(),
+    berth: BERTH_VERSION,
+    options: prep.options,
+    spec: prep.revision,
+    hosts: results,
+    ...(prep.notes.length ? { notes: prep.notes } : {}),
+  };
 }
 
 /** The part of a change that must match between a saved plan and a fresh one. */
@@ -163,7 +195,7 @@ function driftMessage(saved: Record<string, string>, now: Record<string, string>
  * stops at its failing change and the others go on.
  */
 export async function runApply(opts: RunOptions, saved?: RunResult): Promise<RunResult> {
-  const prep = await prepare(opts);
+  const prep = await prepare(opts, true);
   if (saved) checkSavedScope(saved, prep);
   const results: HostResult[] = [];
   const lockTimeout = opts.lockTimeoutSec ?? 0;

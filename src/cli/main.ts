@@ -5,7 +5,9 @@ import { BerthError, isBerthError } from '../util/errors.js';
 import { redact } from '../secrets/secret.js';
 import { prepare, runApply, runPlan, type RunOptions, type RunResult } from '../engine.js';
 import { renderJson, renderText, summarize } from '../plan/render.js';
+import { renderMarkdown } from '../plan/markdown.js';
 import { runStatus } from './status.js';
+import { ciMode, registerVault } from './vault.js';
 import { BERTH_VERSION } from '../version.js';
 
 interface CommonFlags {
@@ -19,9 +21,14 @@ interface CommonFlags {
   forks?: string;
   acceptNewHostKeys?: boolean;
   json?: boolean;
+  format?: Format;
+  ci?: boolean;
   color?: boolean;
   debug?: boolean;
 }
+
+type Format = 'text' | 'json' | 'markdown';
+const FORMATS: Format[] = ['text', 'json', 'markdown'];
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 const csv = (s?: string) => (s ? s.split(',').map((x) => x.trim()).filter(Boolean) : undefined);
@@ -37,8 +44,22 @@ function common(cmd: Command, withInventory = true): Command {
     .option('-e, --extra-vars <key=value|@file>', 'extra variables, highest precedence (repeatable)', collect, [] as string[])
     .option('-f, --forks <n>', 'hosts worked on at once', '25')
     .option('--accept-new-host-keys', 'trust and record the key of a host not yet in known_hosts (a changed key is still refused)')
-    .option('--json', 'machine-readable output on stdout')
+    .option('--json', 'machine-readable output on stdout (the same as --format json)')
+    .option('--ci', 'CI mode (also on with CI=true unless BERTH_CI=false): never generate a vault secret; apply refuses a dirty tree or a commit not on the CI branch')
     .option('--no-color', 'no colours in output');
+}
+
+/** --format, with --json as its alias for json. */
+function formatOf(f: CommonFlags): Format {
+  if (f.format !== undefined && !FORMATS.includes(f.format)) throw new BerthError(`--format ${f.format}: expected one of ${FORMATS.join(', ')}`);
+  if (f.json && f.format && f.format !== 'json') throw new BerthError(`--json and --format ${f.format} ask for different outputs`, { hint: 'pass one of them' });
+  return f.json ? 'json' : (f.format ?? 'text');
+}
+
+function render(r: RunResult, format: Format, f: CommonFlags): string {
+  if (format === 'json') return renderJson(r);
+  if (format === 'markdown') return renderMarkdown(r);
+  return renderText(r, { color: useColor(f) });
 }
 
 function runOptions(f: CommonFlags): RunOptions {
@@ -56,6 +77,7 @@ function runOptions(f: CommonFlags): RunOptions {
     extraVars: f.extraVars,
     forks,
     acceptNewHostKeys: f.acceptNewHostKeys,
+    ci: ciMode(f.ci),
   };
 }
 
@@ -89,10 +111,8 @@ function readSavedPlan(path: string): RunResult {
   return v;
 }
 
-export async function main(argv: string[]): Promise<number> {
-  let exit = 0;
-  let debug = argv.includes('--debug');
-  const out = (s: string) => process.stdout.write(s);
+/** The command tree; actions write through `out` and report their exit code through `setExit`. */
+export function buildCli(out: (s: string) => void, setExit: (code: number) => void): Command {
   const program = new Command('berth')
     .description('Plan and apply a Harbor pull-through cache, its API settings and the nodes that pull through it, from a spec in git.')
     .version(BERTH_VERSION, '-V, --version')
@@ -105,17 +125,19 @@ export async function main(argv: string[]): Promise<number> {
       .command('plan')
       .description('show exactly what apply would change (no change is made)')
       .option('-o, --out <file>', 'save the plan, to apply exactly it later with: berth apply <file>')
-      .option('--detailed-exitcode', 'exit 0 when nothing would change, 2 when something would, 1 on error'),
+      .option('--detailed-exitcode', 'exit 0 when nothing would change, 2 when something would, 1 on error')
+      .option('--format <format>', 'output: text, json or markdown (a merge-request comment)'),
   ).action(async (f: CommonFlags & { out?: string; detailedExitcode?: boolean }) => {
+    const format = formatOf(f);
     const r = await runPlan(runOptions(f));
-    out(f.json ? renderJson(r) : renderText(r, { color: useColor(f) }));
+    out(render(r, format, f));
     if (f.out) {
       writePrivate(f.out, renderJson(r));
-      if (!f.json) out(`Saved the plan to ${f.out}. Apply exactly it with: berth apply ${f.out}\n`);
+      if (format === 'text') out(`Saved the plan to ${f.out}. Apply exactly it with: berth apply ${f.out}\n`);
     }
     const s = summarize(r);
-    if (s.failedHosts) exit = 1;
-    else if (f.detailedExitcode && s.create + s.update + s.delete + s.run > 0) exit = 2;
+    if (s.failedHosts) setExit(1);
+    else if (f.detailedExitcode && s.create + s.update + s.delete + s.run > 0) setExit(2);
   });
 
   common(
@@ -123,8 +145,11 @@ export async function main(argv: string[]): Promise<number> {
       .command('apply')
       .description('apply a fresh plan, or exactly a saved plan (refused if a host drifted since)')
       .argument('[planfile]', 'a plan saved with berth plan --out')
-      .option('--lock-timeout <seconds>', 'wait this long for another apply to release a host', '0'),
-  ).action(async (planfile: string | undefined, f: CommonFlags & { lockTimeout: string }) => {
+      .option('--lock-timeout <seconds>', 'wait this long for another apply to release a host', '0')
+      .option('--ci-branch <branch>', 'CI mode: the branch an applied commit must be on (default: $BERTH_CI_BRANCH, else main)')
+      .option('--format <format>', 'output: text, json or markdown'),
+  ).action(async (planfile: string | undefined, f: CommonFlags & { lockTimeout: string; ciBranch?: string }) => {
+    const format = formatOf(f);
     const lockTimeoutSec = Number(f.lockTimeout);
     if (!Number.isFinite(lockTimeoutSec) || lockTimeoutSec < 0) throw new BerthError(`--lock-timeout ${f.lockTimeout}: expected seconds (0 or more)`);
     let opts: RunOptions;
@@ -136,10 +161,11 @@ export async function main(argv: string[]): Promise<number> {
     } else {
       opts = runOptions(f);
     }
-    const interactive = process.stdout.isTTY && !process.env.CI && !f.json;
-    const r = await runApply({ ...opts, lockTimeoutSec, renderer: f.json ? 'silent' : interactive ? 'default' : 'simple' }, saved);
-    out(f.json ? renderJson(r) : '\n' + renderText(r, { color: useColor(f) }));
-    if (summarize(r).failedHosts) exit = 1;
+    const interactive = process.stdout.isTTY && !process.env.CI && format === 'text';
+    const ciBranch = f.ciBranch || process.env.BERTH_CI_BRANCH || undefined;
+    const r = await runApply({ ...opts, ciBranch, lockTimeoutSec, renderer: format !== 'text' ? 'silent' : interactive ? 'default' : 'simple' }, saved);
+    out(format === 'text' ? '\n' + render(r, format, f) : render(r, format, f));
+    if (summarize(r).failedHosts) setExit(1);
   });
 
   program
@@ -149,16 +175,30 @@ export async function main(argv: string[]): Promise<number> {
     .option('-i, --inventory <dir>', 'inventory directory (default: $BERTH_INVENTORY)')
     .option('-p, --playbook <file>', 'playbook file', 'playbooks/site.yml')
     .option('-e, --extra-vars <key=value|@file>', 'extra variables', collect, [] as string[])
+    .option('--ci', 'CI mode: a generated vault secret that is missing is an error')
     .action(async (f: CommonFlags) => {
-      const prep = await prepare(runOptions(f));
+      const prep = await prepare({ ...runOptions(f), persistGenerated: false });
       const tasks = prep.programs.reduce((n, p) => n + p.segments.reduce((m, s) => m + s.tasks.length, 0), 0);
+      for (const n of prep.notes) out(`note: ${n}\n`);
       out(`ok: ${prep.programs.length} host(s), ${prep.spec.plays.length} play(s), ${tasks} task(s) checked\n`);
     });
 
   common(program.command('status').description('per host: the last applied spec commit, when, and whether a plan now finds drift')).action(
     async (f: CommonFlags) => {
-      exit = await runStatus(runOptions(f), { json: f.json === true, color: useColor(f) }, out);
+      setExit(await runStatus(runOptions(f), { json: f.json === true, color: useColor(f) }, out));
     },
+  );
+
+  registerVault(program, out);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let exit = 0;
+  let debug = argv.includes('--debug');
+  const program = buildCli(
+    (s) => process.stdout.write(s),
+    (code) => (exit = code),
   );
 
   try {

@@ -16,13 +16,13 @@ function paint(s: string, code: number, style: Style): string {
   return style.color ? `\x1b[${code}m${s}\x1b[0m` : s;
 }
 
-function showValue(v: unknown): string {
+export function showValue(v: unknown): string {
   if (v === undefined) return '(none)';
   if (typeof v === 'string') return v;
   return JSON.stringify(v);
 }
 
-function attrText(a: AttrChange): string {
+export function attrText(a: AttrChange): string {
   if (a.before === undefined) return `${a.name}: ${showValue(a.after)}`;
   if (a.after === undefined) return `${a.name}: ${showValue(a.before)} → (none)`;
   return `${a.name}: ${showValue(a.before)} → ${showValue(a.after)}`;
@@ -81,6 +81,7 @@ function hostBlock(h: HostResult, kind: RunResult['kind'], style: Style): string
 export function renderText(r: RunResult, style: Style): string {
   const rev = r.spec.commit ? ` · spec ${r.spec.commit.slice(0, 12)}${r.spec.dirty ? ' (uncommitted changes)' : ''}` : '';
   const out = [`berth ${r.kind} · ${r.options.inventory} · ${r.options.playbook} · ${r.hosts.length} host(s)${rev}`, ''];
+  if (r.notes?.length) out.push(...r.notes.map((n) => `note: ${n}`), '');
   for (const h of r.hosts) out.push(...hostBlock(h, r.kind, style), '');
   const s = summarize(r);
   const counts = `${s.create} to create, ${s.update} to update, ${s.delete} to delete, ${s.run} to run`;

@@ -8,6 +8,7 @@ import { RoleLoader, loadPlaybook } from './playbook.js';
 import { BERTH_HOME } from './schemas.js';
 import { MergedVars, type VarLayer } from './vars.js';
 import { displayPath, parseYaml, type KeyPath } from './yamlfile.js';
+import { isVaultRef, resolveVaultRef, type SpecSecrets } from './vault-refs.js';
 
 export interface LoadOptions {
   /** The spec repository (default: the current directory). */
@@ -124,17 +125,18 @@ export function varsFor(spec: Spec, host: HostSpec, play: PlaySpec, ref?: RoleRe
     group_names: host.groups.filter((g) => g !== 'all'),
     groups,
   });
-  resolveSecrets(vars.values, [], vars, spec.root);
+  resolveSecrets(vars.values, [], vars, spec.root, spec.secrets);
   return vars;
 }
 
 const secretFiles = new Map<string, string>();
 
 /**
- * Turns `{ secret_env: NAME }` and `{ secret_file: path }` into Secret values,
- * in place. A missing variable or file is an error at the line that names it.
+ * Turns `{ secret_env: NAME }`, `{ secret_file: path }` and `{ vault: entry }`
+ * (see vault-refs.ts) into Secret values, in place. A missing variable, file
+ * or entry is an error at the line that names it.
  */
-export function resolveSecrets(obj: Record<string, unknown> | unknown[], path: KeyPath, vars: MergedVars, root: string): void {
+export function resolveSecrets(obj: Record<string, unknown> | unknown[], path: KeyPath, vars: MergedVars, root: string, secrets?: SpecSecrets): void {
   const entries: [string | number, unknown][] = Array.isArray(obj) ? obj.map((v, i) => [i, v]) : Object.entries(obj);
   for (const [k, v] of entries) {
     if (v === null || typeof v !== 'object' || v instanceof Secret) continue;
@@ -164,8 +166,10 @@ export function resolveSecrets(obj: Record<string, unknown> | unknown[], path: K
         secretFiles.set(abs, val);
       }
       secret = new Secret(val);
+    } else if (isVaultRef(v)) {
+      secret = resolveVaultRef(v, here, vars, secrets);
     }
     if (secret) (obj as Record<string | number, unknown>)[k] = secret;
-    else resolveSecrets(v as Record<string, unknown>, here, vars, root);
+    else resolveSecrets(v as Record<string, unknown>, here, vars, root, secrets);
   }
 }

@@ -1,6 +1,7 @@
 import type { SourcePos } from '../types.js';
 import type { MergedVars, VarLayer } from './vars.js';
 import type { KeyPath, YamlFile } from './yamlfile.js';
+import type { SpecSecrets } from './vault-refs.js';
 
 export interface GroupSpec {
   name: string;
@@ -87,4 +88,6 @@ export interface Spec {
   playbook: string;
   plays: PlaySpec[];
   extraVars: VarLayer[];
+  /** The inventory's vault and how `{ vault: … }` values resolve (set by openSpecVault). */
+  secrets?: SpecSecrets;
 }

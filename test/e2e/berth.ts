@@ -59,12 +59,16 @@ export interface RunOptions {
 
 /**
  * Runs `node bin/berth.js <args>` with CI=true (plain progress lines, no
- * colours) and stdin closed. Never throws for a non-zero exit.
+ * colours) and stdin closed. Never throws for a non-zero exit. CI mode's
+ * guards (apply only a clean commit on main, never generate a vault secret)
+ * are off (BERTH_CI=false): a test that means them passes --ci or sets
+ * BERTH_CI.
  */
 export async function berth(args: string[], opts: RunOptions): Promise<BerthRun> {
   const env: Record<string, string | undefined> = {
     ...process.env,
     CI: 'true',
+    BERTH_CI: 'false',
     NO_COLOR: '1',
     // the spec names the key; an agent of whoever runs the tests stays out of it
     SSH_AUTH_SOCK: undefined,
