@@ -1,6 +1,6 @@
 import { Secret, isSecret } from '../secrets/secret.js';
 import { BerthError } from '../util/errors.js';
-import type { AttrChange, Module, PlannedChange } from '../types.js';
+import type { AttrChange, Module, ModuleContext, PlannedChange, SourcePos } from '../types.js';
 import {
   FRESH_SETTINGS,
   INSTANCE_KEY,
@@ -51,6 +51,19 @@ function normalized(k: string, v: Value | string[] | Secret): Value | Secret {
 }
 
 const SENS = '(sensitive)';
+
+/**
+ * Where the settings were written: auth_mode's own line when it comes from a
+ * variable, else the first setting that does (the role's `oidc:` block in
+ * group_vars, which is what asks for OIDC), else the task.
+ */
+function specPos(ctx: ModuleContext, keys: string[]): SourcePos {
+  for (const k of ['auth_mode', ...keys]) {
+    const p = ctx.locateArg?.(['settings', k]);
+    if (p && p.file !== ctx.pos.file) return p;
+  }
+  return argPos(ctx, ['settings', 'auth_mode']);
+}
 
 function authModeRule(from: Value, to: Value): string {
   return `auth_mode cannot change from ${String(from)} to ${String(to)}: Harbor changes the authentication mode only while no user but admin exists, and this Harbor has other users (it would answer 400 "the auth mode cannot be modified as new users have been inserted into database", goharbor/harbor#15419)`;
@@ -104,7 +117,7 @@ export const harborConfigModule: Module<ConfigArgs> = {
       const w = want as Value;
       if (cur.value === w) continue;
       if (k === 'auth_mode') {
-        if (!cur.editable) throw new BerthError(authModeRule(cur.value, w), { pos: argPos(ctx, ['settings', 'auth_mode']), hint: 'delete the other users in Harbor first, or keep auth_mode as it is' });
+        if (!cur.editable) throw new BerthError(authModeRule(cur.value, w), { pos: specPos(ctx, keys), hint: 'delete the other users in Harbor first, or keep auth_mode as it is' });
         authMode = { from: cur.value, to: w };
       }
       attrs.push({ name: k, before: cur.value, after: w });

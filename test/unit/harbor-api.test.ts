@@ -433,7 +433,10 @@ describe("Harbor's traps", () => {
     );
     expect(e).toBeInstanceOf(BerthError);
     const line = (e as BerthError).format();
-    expect(line).toMatch(/roles\/harbor_api\/tasks\/main\.yml:\d+:\d+: auth_mode cannot change from db_auth to oidc_auth: Harbor changes the authentication mode only while no user but admin exists/);
+    // at the spec's oidc block (what asks for OIDC): its first line the role reads
+    const all = specTree({ url: f.url })['inventories/t/group_vars/all.yml'] as string;
+    const row = all.split('\n').findIndex((l) => l.includes('provider_name: dex')) + 1;
+    expect(line).toMatch(new RegExp(`^inventories/t/group_vars/all\\.yml:${row}:\\d+: auth_mode cannot change from db_auth to oidc_auth: Harbor changes the authentication mode only while no user but admin exists`));
     expect(line).toContain('goharbor/harbor#15419');
     expect(f.requests.filter((r) => r.method !== 'GET')).toEqual([]);
   });
@@ -611,7 +614,7 @@ describe('TLS', () => {
       (x: unknown) => x,
     );
     expect((e as BerthError).format()).toMatch(/the TLS certificate of 127\.0\.0\.73:\d+ is not trusted .* \(berth checks it against Node's CA roots and files\/other-ca\.crt\)/);
-  });
+  }, 60_000);
 });
 
 describe('spec errors (no Harbor contacted)', () => {
