@@ -35,6 +35,11 @@ export interface ApiArgs {
   version?: string;
 }
 
+/** The admin password as a Secret (for keyed hashes in a pure plan step: no file is read). */
+export function passwordOf(api: ApiArgs): Secret {
+  return isSecret(api.password) ? api.password : new Secret(api.password);
+}
+
 export function endpointOf(api: ApiArgs, ctx: ModuleContext): HarborEndpoint {
   const ca = api.ca_cert ? ctx.readSourceFile(api.ca_cert).toString('utf8') : undefined;
   if (ca !== undefined && !ca.includes('-----BEGIN CERTIFICATE-----')) {
@@ -43,7 +48,7 @@ export function endpointOf(api: ApiArgs, ctx: ModuleContext): HarborEndpoint {
   return {
     url: api.url.replace(/\/+$/, ''),
     username: api.username ?? 'admin',
-    password: isSecret(api.password) ? api.password : new Secret(api.password),
+    password: passwordOf(api),
     ...(ca !== undefined ? { ca, caFile: api.ca_cert } : {}),
     timeoutMs: (api.timeout ?? 20) * 1000,
     retries: api.retries ?? 4,

@@ -8,6 +8,7 @@ import {
   baseFacts,
   clientOf,
   endpointOf,
+  passwordOf,
   harborFact,
   instanceQuery,
   reachability,
@@ -104,7 +105,7 @@ export const harborConfigModule: Module<ConfigArgs> = {
       if (WRITE_ONLY.has(k)) {
         const secret = isSecret(want) ? want : new Secret(String(want));
         const instance = harborFact<InstanceFact>(state, INSTANCE_KEY, view, { id: 'fresh' });
-        const tag = secretTag(endpointOf(a.api, ctx).password, secretScope(instance.id), secret.reveal());
+        const tag = secretTag(passwordOf(a.api), secretScope(instance.id), secret.reveal());
         const known = remembered(state)[secretKey(k)];
         if (view.fresh || known !== tag) {
           attrs.push({ name: k, ...(known && !view.fresh ? { before: SENS } : {}), after: SENS });
@@ -140,7 +141,7 @@ export const harborConfigModule: Module<ConfigArgs> = {
       if (secrets.length) {
         const me = (await client.get<{ user_id?: number; creation_time?: string }>('/users/current')).body;
         const instance = `${me?.user_id ?? '?'}@${me?.creation_time ?? '?'}`;
-        const password = endpointOf(p.api, ctx).password;
+        const password = passwordOf(p.api);
         for (const [k, v] of secrets) remember[secretKey(k)] = secretTag(password, secretScope(instance), isSecret(v) ? v.reveal() : String(v));
       }
       return { remember };

@@ -6,6 +6,7 @@ import {
   baseFacts,
   clientOf,
   endpointOf,
+  passwordOf,
   harborFact,
   reachability,
   registryKey,
@@ -146,7 +147,7 @@ export const harborRegistryModule: Module<RegistryArgs> = {
     let sensitive = false;
     if (want.credential) {
       const c = want.credential;
-      const tag = secretTag(endpointOf(a.api, ctx).password, secretScope(cur.id, cur.created), c.access_secret.reveal());
+      const tag = secretTag(passwordOf(a.api), secretScope(cur.id, cur.created), c.access_secret.reveal());
       const stale = !cur.credential.secret || remembered(state)[secretKey(a.name)] !== tag;
       if (cur.credential.type !== c.type) attrs.push({ name: 'credential.type', before: cur.credential.type || undefined, after: c.type });
       if (cur.credential.access_key !== c.access_key) attrs.push({ name: 'credential.access_key', before: cur.credential.access_key || undefined, after: c.access_key });
@@ -168,7 +169,7 @@ export const harborRegistryModule: Module<RegistryArgs> = {
   async apply(change, ctx) {
     const p = change.payload as Payload;
     const client = clientOf(p.api, ctx);
-    const password = endpointOf(p.api, ctx).password;
+    const password = passwordOf(p.api);
     try {
       if (p.op === 'delete') {
         const r = await findByName<{ id: number; name: string }>(client, '/registries', p.name);
