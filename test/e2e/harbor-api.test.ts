@@ -553,6 +553,8 @@ describe('Harbor API as code, in the same plan as the hosts', () => {
     const b = await apply();
     expect(b.code, show(b)).toBe(0);
     expect((await harborView()).projects['proxy.ghcr.io']).toEqual({ public: true, proxy: 'ghcr.io', quota: -1 });
+    expect((await plan('--detailed-exitcode')).code).toBe(0);
+    converged = true;
     expectCleanFake(f);
   });
 
