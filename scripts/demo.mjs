@@ -1,12 +1,14 @@
 #!/usr/bin/env node
 // npm run demo: boots three sandbox hosts (systemd-nspawn containers with sshd
-// on 127.0.0.41-43), then plan → apply (exactly that plan) → plan again of the
-// example spec, then berth status, and stops the hosts. BERTH_DEMO_KEEP=1
+// on 127.0.0.41-43) and a stand-in for Harbor's API (the tests' Harbor fake, on
+// 127.0.0.44), then plan → apply (exactly that plan) → plan again of the
+// example spec, drift made in Harbor → plan → apply, then berth status, and
+// stops the hosts. BERTH_DEMO_KEEP=1
 // leaves them running (stop them with: npm run demo:down).
 
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 
@@ -25,7 +27,7 @@ const planFile = '/tmp/berth-demo/plan.json';
 const sandbox = join(repo, 'scripts', 'sandbox');
 const cacheAddr = '127.0.0.41';
 // The example's secrets come from the environment; the demo makes up its own.
-for (const k of ['HARBOR_ADMIN_PASSWORD', 'HARBOR_DB_PASSWORD', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY']) {
+for (const k of ['HARBOR_ADMIN_PASSWORD', 'HARBOR_DB_PASSWORD', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'OIDC_CLIENT_SECRET']) {
   env[k] ??= `demo-${k.toLowerCase()}-${randomBytes(6).toString('hex')}`;
 }
 
@@ -42,6 +44,25 @@ function run(cmd, args, { allow = [0], input } = {}) {
 }
 
 const berth = (...args) => ['bin/berth.js', ...args];
+
+// Harbor's API: the fake of the tests (test/harbor-fake), compiled to plain JS
+// and run beside the sandbox on an address none of its hosts uses.
+const apiAddr = '127.0.0.44';
+const apiPort = 8480;
+const contracts = join(repo, '..', 'shared', 'contracts');
+if (!env.BERTH_CONTRACTS_DIR && existsSync(contracts)) env.BERTH_CONTRACTS_DIR = contracts;
+let fake;
+async function startHarborApi() {
+  run('npx', ['tsc', '--outDir', '.berth/harbor-fake', '--rootDir', 'test/harbor-fake', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2022', '--types', 'node', '--skipLibCheck', 'test/harbor-fake/index.ts']);
+  fake = spawn('node', [join(sandbox, 'harbor-fake.mjs'), apiAddr, String(apiPort)], { cwd: repo, env, stdio: ['pipe', 'pipe', 'inherit'] });
+  await new Promise((resolve, reject) => {
+    fake.once('exit', (code) => reject(new Error(`the Harbor fake exited (${code})`)));
+    fake.stdout.once('data', (d) => {
+      process.stdout.write(String(d));
+      resolve();
+    });
+  });
+}
 
 if (process.getuid?.() !== 0) {
   console.error('npm run demo needs root: the sandbox hosts are systemd-nspawn containers.');
@@ -63,7 +84,14 @@ try {
   // client that records its calls and answers Harbor's health endpoint
   const double = readFileSync(join(sandbox, 'docker-double.sh'));
   run('bash', [harness, 'ssh', '1', `cat > /usr/bin/docker && chmod 0755 /usr/bin/docker && ln -sf docker /usr/bin/docker-compose && echo DOUBLE_ADDR=${cacheAddr} > /etc/docker-double.conf`], { input: double });
-  const health = ['-e', `harbor={health_url: "http://${cacheAddr}:8080/api/v2.0/health", health_timeout: 60}`];
+  const health = [
+    '-e',
+    `harbor={health_url: "http://${cacheAddr}:8080/api/v2.0/health", health_timeout: 60}`,
+    '-e',
+    `harbor_api={url: "http://${apiAddr}:${apiPort}"}`,
+  ];
+  step(`Harbor's API: the fake of the tests on ${apiAddr}:${apiPort} (registries, projects, OIDC go there)`);
+  await startHarborApi();
   step('validate the spec (no host contacted)');
   run('node', berth('validate', '-i', inventory, ...health));
   step('plan, saved for review (exit 2: changes pending)');
@@ -74,12 +102,34 @@ try {
   run('node', berth('plan', '-i', inventory, ...health, '--detailed-exitcode'));
   step('on the cache VM: Harbor\'s files, its service, and what compose was asked to do');
   run('bash', [harness, 'ssh', '1', 'ls -la /opt/harbor; systemctl is-enabled harbor; systemctl is-active harbor; cat /var/log/docker-double.log']);
+  step('drift: someone makes proxy.docker.io private and changes the OIDC admin group in Harbor');
+  // the admin password goes to curl on stdin (-K -), not on the command line the demo prints
+  const auth = { input: `user = "admin:${env.HARBOR_ADMIN_PASSWORD}"\n` };
+  const api = `http://${apiAddr}:${apiPort}/api/v2.0`;
+  run('curl', ['-sS', '-K', '-', '-X', 'PUT', '-H', 'content-type: application/json', '-H', 'X-Is-Resource-Name: true', '-d', '{"metadata":{"public":"false"}}', `${api}/projects/proxy.docker.io`], auth);
+  run('curl', ['-sS', '-K', '-', '-X', 'PUT', '-H', 'content-type: application/json', '-d', '{"oidc_admin_group":"someone_else"}', `${api}/configurations`], auth);
+  step('plan shows exactly that drift (exit 2), apply restores it, plan is empty again');
+  run('node', berth('plan', '-i', inventory, ...health, '--detailed-exitcode'), { allow: [2] });
+  run('node', berth('apply', '-i', inventory, ...health));
+  run('node', berth('plan', '-i', inventory, ...health, '--detailed-exitcode'));
   step('status: the applied commit on every host');
   run('node', berth('status', '-i', inventory, ...health));
 } catch (e) {
   failed = true;
   console.error(`demo failed: ${e.message}`);
 } finally {
+  if (fake && fake.exitCode === null) {
+    // it reports the exchanges that broke Harbor's swagger, if any, and exits 3 then
+    const code = await new Promise((resolve) => {
+      const t = setTimeout(() => resolve('timeout'), 10_000);
+      fake.once('exit', (c) => (clearTimeout(t), resolve(c)));
+      fake.stdin.end();
+    });
+    if (code !== 0) {
+      failed = true;
+      console.error(`demo failed: the Harbor fake ended with ${code}`);
+    }
+  }
   if (process.env.BERTH_DEMO_KEEP === '1') {
     step('hosts left running (BERTH_DEMO_KEEP=1); stop them with: npm run demo:down');
   } else {

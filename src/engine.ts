@@ -4,6 +4,7 @@
 
 import { Listr, type ListrTask } from 'listr2';
 import { gatherFacts } from './facts/batch.js';
+import { gatherControllerFacts, releaseControllerResources } from './facts/controller.js';
 import { openTransport } from './transport/index.js';
 import { loadSpec, type LoadOptions } from './spec/load.js';
 import { buildProgram, hostsInScope, type HostProgram, type Selection } from './plan/program.js';
@@ -17,7 +18,7 @@ import { BerthError, isBerthError } from './util/errors.js';
 import { redact } from './secrets/secret.js';
 import { BERTH_VERSION } from './version.js';
 import { displayPath } from './spec/yamlfile.js';
-import type { Change, ModuleApplyContext, ModuleContext, Transport, TransportStats } from './types.js';
+import type { ApplyOutcome, Change, ModuleApplyContext, ModuleContext, Transport, TransportStats } from './types.js';
 import type { Spec } from './spec/model.js';
 
 export interface RunOptions extends LoadOptions, Selection {
@@ -50,7 +51,8 @@ export interface HostResult {
   status?: Record<string, ChangeStatus>;
   error?: string;
   notes: string[];
-  stats?: TransportStats;
+  /** SSH connections and round trips; `apiRequests`: HTTP requests the controller made for facts (Harbor's API). */
+  stats?: TransportStats & { apiRequests?: number };
 }
 
 export interface RunResult {
@@ -137,8 +139,9 @@ export async function runPlan(opts: RunOptions): Promise<RunResult & { records: 
   await forEachLimit(prep.programs, opts.forks ?? DEFAULT_FORKS, async (p) => {
     const t = openTransport(p.connection);
     const hr: HostResult = { host: p.host, changes: [], fingerprints: {}, notes: [] };
+    let apiRequests = 0;
     try {
-      const plan = await planOn(t, p);
+      const plan = await planOn(t, p, (n) => (apiRequests += n));
       hr.changes = plan.changes;
       hr.fingerprints = plan.fingerprints;
       hr.notes.push(...plan.warnings.map((w) => `warning: ${w}`));
@@ -147,15 +150,26 @@ export async function runPlan(opts: RunOptions): Promise<RunResult & { records: 
       hr.error = oneLine(e);
     } finally {
       await t.close().catch(() => undefined);
-      hr.stats = { ...t.stats };
+      hr.stats = { ...t.stats, ...(p.controllerQueries.length ? { apiRequests } : {}) };
     }
     results.push(hr);
-  });
+  }).finally(releaseControllerResources);
   return { ...finish('plan', prep, results), records };
 }
 
-async function planOn(t: Transport, p: HostProgram): Promise<HostPlan & { record?: StateRecord }> {
-  const facts = await gatherFacts(t, [...p.queries, stateRecordQuery()]);
+/**
+ * Facts, then the pure plan. The host's queries go out in one round trip; the
+ * controller's own (Harbor's API over HTTPS) run at the same time.
+ */
+async function planOn(t: Transport, p: HostProgram, countRequests: (n: number) => void = () => undefined): Promise<HostPlan & { record?: StateRecord }> {
+  const [facts, api] = await Promise.all([
+    gatherFacts(t, [...p.queries, stateRecordQuery()]),
+    gatherControllerFacts(p.controllerQueries, p.host).then((g) => {
+      countRequests(g.requests);
+      return g.facts;
+    }),
+  ]);
+  for (const [k, v] of api) facts.set(k, v);
   const record = facts.get(STATE_KEY) as StateRecord | undefined;
   facts.delete(STATE_KEY); // changes with every apply; not part of the desired state
   return { ...planHost(p, facts, record?.pending_handlers ?? []), record };
@@ -210,6 +224,8 @@ export async function runApply(opts: RunOptions, saved?: RunResult): Promise<Run
     let release: (() => Promise<void>) | undefined;
     let record: StateRecord | undefined;
     let failed = false;
+    let apiRequests = 0;
+    const remember: Record<string, string | null> = {};
     const fail = (e: unknown) => {
       failed = true;
       hr.error ??= oneLine(e);
@@ -230,7 +246,7 @@ export async function runApply(opts: RunOptions, saved?: RunResult): Promise<Run
                 });
                 release = lock.release;
                 if (lock.staleNote) hr.notes.push(lock.staleNote);
-                const plan = await planOn(t, p);
+                const plan = await planOn(t, p, (n) => (apiRequests += n));
                 record = plan.record;
                 hr.changes = plan.changes;
                 hr.fingerprints = plan.fingerprints;
@@ -252,8 +268,9 @@ export async function runApply(opts: RunOptions, saved?: RunResult): Promise<Run
                   skip: () => failed,
                   task: async () => {
                     try {
-                      await applyChange(c, t);
+                      const outcome = await applyChange(c, t);
                       hr.status![c.id] = 'done';
+                      Object.assign(remember, outcome?.remember ?? {});
                     } catch (e) {
                       hr.status![c.id] = 'failed';
                       fail(e);
@@ -270,7 +287,7 @@ export async function runApply(opts: RunOptions, saved?: RunResult): Promise<Run
               for (const c of hr.changes) hr.status![c.id] ??= 'skipped';
               try {
                 if (release && hr.changes.length) {
-                  await writeStateRecord(t, p.connection.become, nextRecord(record, runRecord(prep, hr, failed), pendingHandlers(hr)));
+                  await writeStateRecord(t, p.connection.become, nextRecord(record, runRecord(prep, hr, failed), pendingHandlers(hr), remember));
                 }
               } catch (e) {
                 failed = true;
@@ -279,7 +296,7 @@ export async function runApply(opts: RunOptions, saved?: RunResult): Promise<Run
               } finally {
                 await release?.().catch(() => undefined);
                 await t.close().catch(() => undefined);
-                hr.stats = { ...t.stats };
+                hr.stats = { ...t.stats, ...(p.controllerQueries.length ? { apiRequests } : {}) };
               }
             },
           },
@@ -300,17 +317,21 @@ export async function runApply(opts: RunOptions, saved?: RunResult): Promise<Run
     collectErrors: false,
     rendererOptions: { collapseSubtasks: false },
   });
-  await list.run().catch(() => undefined);
+  try {
+    await list.run().catch(() => undefined);
+  } finally {
+    await releaseControllerResources();
+  }
   return finish('apply', prep, results);
 }
 
 const SYMBOL: Record<Change['action'], string> = { create: '+', update: '~', delete: '-', run: '!' };
 
-async function applyChange(c: Change, t: Transport): Promise<void> {
+async function applyChange(c: Change, t: Transport): Promise<ApplyOutcome | void> {
   const mod = getModule(c.module)!;
   const p = c.payload as { become: boolean; data: unknown; ctx: ModuleContext };
   const ctx: ModuleApplyContext = { ...p.ctx, transport: t, become: p.become };
-  await mod.apply({ resource: c.resource, action: c.action, attrs: c.attrs, payload: p.data }, ctx);
+  return mod.apply({ resource: c.resource, action: c.action, attrs: c.attrs, payload: p.data }, ctx);
 }
 
 /**

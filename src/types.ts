@@ -71,6 +71,34 @@ export interface FactQuery<T = unknown> {
   parse(stdout: string, code: number): T;
 }
 
+/**
+ * A fact the controller reads itself instead of asking the host: an HTTP API
+ * (Harbor's) rather than a shell command. Its queries run concurrently with
+ * the host's single round trip, and their values are planned on and
+ * fingerprinted like any other fact, so a saved plan is refused when they
+ * drifted.
+ */
+export interface ControllerFactQuery<T = unknown> {
+  key: string;
+  /** Where the value comes from (e.g. an API endpoint): two queries for one key must name the same source. */
+  source: string;
+  fetch(ctx: ControllerFetchContext): Promise<T>;
+}
+
+export interface ControllerFetchContext {
+  /** Runs `compute` once per gathering for `key` (a list read once serves every query that needs it). */
+  memo<V>(key: string, compute: () => Promise<V>): Promise<V>;
+  /** Counts what the gathering cost (HTTP requests, ...). */
+  stats: { requests: number };
+}
+
+/** What a module may ask for: a host query (one round trip) or a controller query (concurrent with it). */
+export type AnyFactQuery = FactQuery | ControllerFactQuery;
+
+export function isControllerQuery(q: AnyFactQuery): q is ControllerFactQuery {
+  return typeof (q as ControllerFactQuery).fetch === 'function';
+}
+
 export type Facts = Map<string, unknown>;
 
 // ---------------------------------------------------------------- plan
@@ -133,6 +161,13 @@ export interface ModuleContext {
   sourceFilePath(src: string): string;
   /** A warning shown with the plan (set by the planner; a no-op elsewhere). */
   warn?(message: string): void;
+  /**
+   * Where the value of an argument was written: for an argument templated
+   * from one variable (`"{{ item.value.proxy }}"`), the variable's own line
+   * in group_vars; otherwise the argument in the task. For errors a module
+   * finds while planning.
+   */
+  locateArg?(path: (string | number)[]): SourcePos;
 }
 
 export interface SimState {
@@ -142,6 +177,8 @@ export interface SimState {
   has(key: string): boolean;
   /** Records what a planned change will make `key` be (later tasks see it). */
   set(key: string, value: unknown): void;
+  /** The value the fact query returned, ignoring planned changes (undefined when not gathered). */
+  gathered<T>(key: string): T | undefined;
 }
 
 export interface ModuleApplyContext extends ModuleContext {
@@ -158,18 +195,29 @@ export interface PlannedChange {
   payload?: unknown;
 }
 
+/** What an apply step may hand back. */
+export interface ApplyOutcome {
+  /**
+   * Display-safe values the host's state record keeps (null forgets a key);
+   * the `remembered` fact (apply/record.ts) reads them back at the next plan.
+   * For what cannot be read where it lives: a keyed hash of a write-only
+   * secret berth sent to Harbor.
+   */
+  remember?: Record<string, string | null>;
+}
+
 export interface Module<A = Record<string, unknown>> {
   name: string;
   /** JSON Schema file name under schemas/modules/ (without .json). */
   schema: string;
   /** Optional checks that need no host (templates render, source files exist); run before any host is contacted. */
   check?(args: A, ctx: ModuleContext): void;
-  /** Fact queries the plan step will read. */
-  facts(args: A, ctx: ModuleContext): FactQuery[];
+  /** Fact queries the plan step will read (host queries go out in one round trip; controller queries run beside it). */
+  facts(args: A, ctx: ModuleContext): AnyFactQuery[];
   /** Pure: from args and (simulated) state to changes; records its effect in `state`. */
   plan(args: A, state: SimState, ctx: ModuleContext): PlannedChange[];
   /** Carries out one planned change on the host. Throws BerthError on failure. */
-  apply(change: PlannedChange, ctx: ModuleApplyContext): Promise<void>;
+  apply(change: PlannedChange, ctx: ModuleApplyContext): Promise<void | ApplyOutcome>;
 }
 
 export type { Secret };

@@ -14,6 +14,13 @@ export interface StateRecord {
    * (the apply stopped first). The next plan runs them, as if notified again.
    */
   pending_handlers?: PendingHandler[];
+  /**
+   * Values applied changes asked the host to keep (PlannedChange.remember),
+   * by key: e.g. keyed hashes (HMAC) of the write-only secrets berth last
+   * sent to Harbor, so a plan can tell whether the spec's secret changed.
+   * Never a secret itself.
+   */
+  remembered?: Record<string, string>;
 }
 
 export interface PendingHandler {
@@ -57,9 +64,52 @@ export function stateRecordQuery(): FactQuery<StateRecord | undefined> {
   };
 }
 
-export function nextRecord(prev: StateRecord | undefined, run: RunRecord, pending: PendingHandler[] = []): StateRecord {
+export function nextRecord(
+  prev: StateRecord | undefined,
+  run: RunRecord,
+  pending: PendingHandler[] = [],
+  remember: Record<string, string | null> = {},
+): StateRecord {
   const history = prev ? [prev.last, ...prev.history].slice(0, HISTORY) : [];
-  return { format: 'berth-state/1', last: run, history, ...(pending.length ? { pending_handlers: pending } : {}) };
+  const remembered: Record<string, string> = { ...(prev?.remembered ?? {}) };
+  for (const [k, v] of Object.entries(remember)) {
+    if (v === null) delete remembered[k];
+    else remembered[k] = v;
+  }
+  return {
+    format: 'berth-state/1',
+    last: run,
+    history,
+    ...(pending.length ? { pending_handlers: pending } : {}),
+    ...(Object.keys(remembered).length ? { remembered: sortedObject(remembered) } : {}),
+  };
+}
+
+function sortedObject(o: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(o).sort(([a], [b]) => a.localeCompare(b)));
+}
+
+export const REMEMBERED_KEY = 'berth:remembered';
+
+/**
+ * The `remembered` part of the state record, as a fact a module can plan on
+ * (and that is fingerprinted: a saved plan is refused when another apply
+ * changed it since). Same round trip as every other host fact.
+ */
+export function rememberedQuery(): FactQuery<Record<string, string>> {
+  return {
+    key: REMEMBERED_KEY,
+    command: `${STATE_DIR}; cat "$d/state.json" 2>/dev/null || true`,
+    parse(out) {
+      if (!out.trim()) return {};
+      try {
+        const v = JSON.parse(out) as Partial<StateRecord>;
+        return v.format === 'berth-state/1' && v.remembered && typeof v.remembered === 'object' ? v.remembered : {};
+      } catch {
+        return {};
+      }
+    },
+  };
 }
 
 /** Writes the record atomically, mode 0600, readable only by its owner. */

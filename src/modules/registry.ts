@@ -7,6 +7,10 @@ import { fileModule } from './file.js';
 import { flushHandlersModule } from './flush_handlers.js';
 import { getUrlModule } from './get_url.js';
 import { groupModule } from './group.js';
+import { harborConfigModule } from './harbor_config.js';
+import { harborProjectModule } from './harbor_project.js';
+import { harborPruneModule } from './harbor_prune.js';
+import { harborRegistryModule } from './harbor_registry.js';
 import { preflightModule } from './preflight.js';
 import { serviceModule } from './service.js';
 import { templateModule } from './template.js';
@@ -28,6 +32,10 @@ const MODULES: Module<never>[] = [
   aptModule,
   waitForModule,
   flushHandlersModule,
+  harborRegistryModule,
+  harborProjectModule,
+  harborPruneModule,
+  harborConfigModule,
 ] as unknown as Module<never>[];
 
 const byName = new Map(MODULES.map((m) => [m.name, m as unknown as Module]));

@@ -21,6 +21,9 @@ export class SimulatedState implements SimState {
   set(key: string, value: unknown): void {
     this.overlay.set(key, value);
   }
+  gathered<T>(key: string): T | undefined {
+    return this.facts.get(key) as T | undefined;
+  }
 }
 
 export interface HostPlan {

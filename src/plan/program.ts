@@ -7,14 +7,14 @@ import { userInfo } from 'node:os';
 import { Secret, isSecret } from '../secrets/secret.js';
 import { BerthError } from '../util/errors.js';
 import { getModule } from '../modules/registry.js';
-import { evalCondition, renderTemplate, renderValue } from '../template/index.js';
+import { evalCondition, renderTemplate, renderValue, sourceVariable } from '../template/index.js';
 import { BERTH_HOME, compileSchema, schemaValidator, validateOrThrow } from '../spec/schemas.js';
 import { selectHosts, varsFor } from '../spec/load.js';
 import { displayPath, type KeyPath } from '../spec/yamlfile.js';
 import type { HostSpec, PlaySpec, RoleRef, Spec, TaskSpec } from '../spec/model.js';
 import type { MergedVars } from '../spec/vars.js';
 import type { ConnectionSpec } from '../transport/index.js';
-import type { FactQuery, Module, ModuleContext, SourcePos } from '../types.js';
+import { isControllerQuery, type ControllerFactQuery, type FactQuery, type Module, type ModuleContext, type SourcePos } from '../types.js';
 
 export interface Selection {
   /** --limit pattern. */
@@ -51,7 +51,10 @@ export interface HostProgram {
   host: string;
   connection: ConnectionSpec;
   segments: PlaySegment[];
+  /** Host queries: one round trip. */
   queries: FactQuery[];
+  /** Controller queries (Harbor's API): run beside the round trip. */
+  controllerQueries: ControllerFactQuery[];
 }
 
 export function connectionFor(spec: Spec, host: HostSpec, sel: Selection): ConnectionSpec {
@@ -139,8 +142,16 @@ export function buildProgram(spec: Spec, hostName: string, sel: Selection): Host
     segments.push(seg);
   }
   const queries: FactQuery[] = [];
-  for (const seg of segments) for (const t of [...seg.tasks, ...seg.handlers]) queries.push(...t.module.facts(t.args, t.ctx));
-  return { host: hostName, connection, segments, queries };
+  const controllerQueries: ControllerFactQuery[] = [];
+  for (const seg of segments) {
+    for (const t of [...seg.tasks, ...seg.handlers]) {
+      for (const q of t.module.facts(t.args, t.ctx)) {
+        if (isControllerQuery(q)) controllerQueries.push(q);
+        else queries.push(q);
+      }
+    }
+  }
+  return { host: hostName, connection, segments, queries, controllerQueries };
 }
 
 function checkRoleInputs(ref: RoleRef, vars: MergedVars): void {
@@ -182,8 +193,9 @@ function bindTask(spec: Spec, play: PlaySpec, ref: RoleRef | undefined, t: TaskS
   const module = getModule(t.module)!;
   const argPos = (p: KeyPath): SourcePos => t.file.locate([...t.path, t.module, ...p]);
   const items = loopItems(t, vars);
+  const loopVar = typeof t.loop === 'string' ? sourceVariable(t.loop) : undefined;
   const out: BoundTask[] = [];
-  for (const item of items) {
+  for (const [index, item] of items.entries()) {
     const context = item === NO_LOOP ? vars.values : { ...vars.values, item };
     if (t.when !== undefined && !evalCondition(t.when, context, t.file.locate([...t.path, 'when']))) continue;
     const renderedArgs = renderValue(t.args, context, argPos);
@@ -212,6 +224,7 @@ function bindTask(spec: Spec, play: PlaySpec, ref: RoleRef | undefined, t: TaskS
         return r;
       },
       readSourceFile: (src) => readFileSync(findSource(spec.root, roleDir, 'files', src, t.pos, 64 * 1024 * 1024)),
+      locateArg: (p) => argSource(t.args, p, vars, item === NO_LOOP ? undefined : { loopVar, index, item }) ?? argPos(p),
       sourceFilePath: (src) => findSource(spec.root, roleDir, 'files', src, t.pos, Number.MAX_SAFE_INTEGER),
     };
     module.check?.(args, ctx);
@@ -221,6 +234,45 @@ function bindTask(spec: Spec, play: PlaySpec, ref: RoleRef | undefined, t: TaskS
 }
 
 const NO_LOOP = Symbol('no-loop');
+
+/**
+ * Where an argument's value was written, when the argument (or one of its
+ * parents) is a template taking one variable: the variable's position in the
+ * file that set it (`item` resolves through the loop's variable). Undefined
+ * when the value is written in the task itself or cannot be traced.
+ */
+function argSource(
+  raw: unknown,
+  path: KeyPath,
+  vars: MergedVars,
+  loop: { loopVar?: string[]; index: number; item: unknown } | undefined,
+): SourcePos | undefined {
+  let cur = raw;
+  for (let i = 0; i <= path.length; i++) {
+    if (typeof cur === 'string') {
+      const v = sourceVariable(cur);
+      if (!v) return undefined;
+      const rest = path.slice(i);
+      let varPath: KeyPath = v;
+      let key = false;
+      if (v[0] === 'item') {
+        if (!loop?.loopVar) return undefined;
+        const it = loop.item as { key?: unknown } | undefined;
+        const mapItem = it !== null && typeof it === 'object' && !Array.isArray(it) && typeof it.key === 'string' && 'value' in it;
+        if (mapItem && v[1] === 'key') {
+          varPath = [...loop.loopVar, it.key as string];
+          key = rest.length === 0 && v.length === 2;
+        } else if (mapItem && v[1] === 'value') varPath = [...loop.loopVar, it.key as string, ...v.slice(2)];
+        else if (!mapItem) varPath = [...loop.loopVar, loop.index, ...v.slice(1)];
+        else return undefined;
+      }
+      return vars.locate([...varPath, ...rest], key);
+    }
+    if (i === path.length || cur === null || typeof cur !== 'object') return undefined;
+    cur = (cur as Record<string | number, unknown>)[path[i]!];
+  }
+  return undefined;
+}
 
 function loopItems(t: TaskSpec, vars: MergedVars): unknown[] {
   if (t.loop === undefined) return [NO_LOOP];

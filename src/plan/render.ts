@@ -18,6 +18,8 @@ function paint(s: string, code: number, style: Style): string {
 
 export function showValue(v: unknown): string {
   if (v === undefined) return '(none)';
+  // an empty setting (Harbor's unset OIDC fields) must not vanish from the line
+  if (v === '') return '""';
   if (typeof v === 'string') return v;
   return JSON.stringify(v);
 }

@@ -21,6 +21,30 @@ function makeAjv(coerce: boolean): AjvInstance {
   addFormats(ajv);
   // `hint` on a schema is shown after the error for values it governs.
   ajv.addKeyword({ keyword: 'hint', schemaType: 'string' });
+  // `keyOf: { var, what }`: the value must name a key of the top-level mapping `var`
+  // (a project's `proxy` names one of `registries`): a cross-reference, checked with
+  // the file:line of the value like any other schema error.
+  ajv.addKeyword({
+    keyword: 'keyOf',
+    schemaType: 'object',
+    metaSchema: {
+      type: 'object',
+      required: ['var', 'what'],
+      additionalProperties: false,
+      properties: { var: { type: 'string' }, what: { type: 'string' } },
+    },
+    errors: true,
+    validate: function keyOf(schema: { var: string; what: string }, data: unknown, _parent?: unknown, cxt?: { rootData?: unknown }): boolean {
+      if (typeof data !== 'string') return true;
+      const map = (cxt?.rootData as Record<string, unknown> | undefined)?.[schema.var];
+      const keys = map && typeof map === 'object' && !Array.isArray(map) ? Object.keys(map) : [];
+      if (keys.includes(data)) return true;
+      (keyOf as unknown as { errors: Partial<ErrorObject>[] }).errors = [
+        { keyword: 'keyOf', message: `unknown ${schema.what}`, params: { var: schema.var, what: schema.what, known: keys } },
+      ];
+      return false;
+    },
+  });
   for (const file of listJson(SCHEMA_DIR)) {
     const schema = JSON.parse(readFileSync(file, 'utf8')) as { $id?: string };
     if (!schema.$id) schema.$id = relative(SCHEMA_DIR, file).replace(/\\/g, '/');
@@ -97,7 +121,7 @@ export function formatKeyPath(path: KeyPath): string {
   return out;
 }
 
-const PREFERRED = ['additionalProperties', 'required', 'type', 'enum', 'const', 'pattern', 'format', 'minimum', 'maximum'];
+const PREFERRED = ['additionalProperties', 'required', 'type', 'enum', 'const', 'keyOf', 'pattern', 'format', 'minimum', 'maximum'];
 
 function pickError(errors: ErrorObject[]): ErrorObject | undefined {
   const useful = errors.filter((e) => !['anyOf', 'oneOf', 'if', 'allOf', 'not', 'propertyNames'].includes(e.keyword));
@@ -178,6 +202,12 @@ function schemaError(err: ErrorObject, root: unknown, loc: Locator, base: KeyPat
     case 'const':
       message = `must be ${JSON.stringify(params.allowedValue)}, got ${show(value)}`;
       break;
+    case 'keyOf': {
+      const known = params.known as string[];
+      message = `unknown ${String(params.what)} ${show(value)}`;
+      hint = known.length ? `known ${String(params.var)}: ${known.join(', ')}` : `${String(params.var)} defines none`;
+      break;
+    }
     case 'pattern':
       message = `${show(value)} is not valid`;
       hint = schemaHint ?? `must match ${String(params.pattern)}`;

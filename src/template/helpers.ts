@@ -337,6 +337,12 @@ export function registerHelpers(env: Env): void {
     fn: ([v, fallback]) => (v === undefined || v === null || v === '' ? fallback : v),
   });
 
+  define(env, 'keys', {
+    min: 1,
+    max: 1,
+    fn: ([v], _o, fail) => (isPlainObject(v) ? Object.keys(v) : fail(`argument 1 must be a map, got ${typeName(v)}`, 0)),
+  });
+
   define(env, 'eq', { min: 2, max: 2, fn: ([a, b]) => a === b });
   define(env, 'ne', { min: 2, max: 2, fn: ([a, b]) => a !== b });
   define(env, 'and', { min: 1, max: Infinity, fn: (args) => args.every(truthy) });
@@ -347,5 +353,5 @@ export function registerHelpers(env: Env): void {
 /** The names of berth's helpers (for error hints and docs). */
 export const HELPER_NAMES = [
   'shq', 'envq', 'quote', 'json', 'yaml', 'toml', 'b64', 'b64decode', 'indent', 'lines', 'join', 'replace',
-  'trim', 'upper', 'lower', 'default', 'eq', 'ne', 'and', 'or', 'not',
+  'trim', 'upper', 'lower', 'default', 'keys', 'eq', 'ne', 'and', 'or', 'not',
 ] as const;

@@ -295,6 +295,26 @@ export function renderValue(
   return walk(value, []);
 }
 
+/**
+ * The variable a template takes its value from, when it is one expression
+ * naming one: `{{ item.value.proxy }}` → ["item", "value", "proxy"]; for a
+ * helper call, its first variable argument (`{{ default item.value.quota -1 }}`
+ * → ["item", "value", "quota"]). Undefined for anything else. Used to point an
+ * error about a task argument at the line that wrote the variable.
+ */
+export function sourceVariable(source: string): string[] | undefined {
+  if (!source.includes('{{')) return undefined;
+  const ast = astOf(entryOf(source));
+  const only = ast?.body.filter((n) => !(n.type === 'ContentStatement' && (n as hbs.AST.ContentStatement).value.trim() === ''));
+  if (only?.length !== 1 || only[0]!.type !== 'MustacheStatement') return undefined;
+  const m = only[0] as hbs.AST.MustacheStatement;
+  const candidates = m.params.length === 0 ? [m.path] : m.params;
+  const p = candidates.find((x) => x.type === 'PathExpression') as Path | undefined;
+  if (!p || p.depth !== 0 || (p.data && p.parts[0] !== 'root')) return undefined;
+  if (m.params.length === 0 && p.parts.length === 1 && p.parts[0]! in env.helpers) return undefined;
+  return pathParts(p);
+}
+
 // ---------------------------------------------------------------- conditions
 
 const FALSE_WORDS = new Set(['', 'false', '0', 'no', 'null', 'undefined']);

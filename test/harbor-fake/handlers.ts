@@ -9,8 +9,8 @@ import { isObject, type JsonObject } from './schema.js';
 import {
   AUTH_MODES,
   HEALTH_COMPONENTS,
-  PROXY_CACHE_TYPES,
   REGISTRY_TYPES,
+  proxyCacheTypesOf,
   SECRET_CONFIG_KEYS,
   type ConfigValue,
   type HarborState,
@@ -624,7 +624,7 @@ function createProject(ctx: HandlerContext): Reply {
     const reg = s.registries.get(registryId);
     // Harbor wraps the registry lookup error without its code: a missing registry is a 500.
     if (!reg) throw internalError();
-    if (!(PROXY_CACHE_TYPES as readonly string[]).includes(reg.type)) throw badRequest(`registry type ${reg.type} cannot back a proxy-cache project`);
+    if (!proxyCacheTypesOf(s.harborVersion).includes(reg.type)) throw badRequest(`bad request: unsupported registry type ${reg.type}`);
     if (metadata.proxy_speed_kb !== undefined && !/^[+-]?\d+$/.test(metadata.proxy_speed_kb)) throw badRequest('metadata.proxy_speed_kb must be an integer');
   }
   if (storageLimit !== undefined && !(storageLimit === -1 || storageLimit > 0)) throw badRequest(`storage_limit must be -1 (unlimited) or a positive number of bytes, not ${storageLimit}`);

@@ -11,5 +11,5 @@ export {
   rawGitHubUrl,
 } from './contract.js';
 export type { ContractAttempt, ContractSource, LoadContractOptions } from './contract.js';
-export { HarborState, DEFAULT_HARBOR_VERSION, PROXY_CACHE_TYPES, REGISTRY_TYPES } from './state.js';
+export { HarborState, DEFAULT_HARBOR_VERSION, PROXY_CACHE_TYPES, REGISTRY_TYPES, proxyCacheTypesOf } from './state.js';
 export { UNDOCUMENTED_HARBOR_STATUSES } from './handlers.js';

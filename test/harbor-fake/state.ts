@@ -26,6 +26,16 @@ export const REGISTRY_TYPES = [
 /** Registry types v2.12 accepts behind a proxy-cache project. */
 export const PROXY_CACHE_TYPES = ['docker-hub', 'harbor', 'azure-acr', 'aws-ecr', 'google-gcr', 'quay', 'docker-registry', 'github-ghcr', 'jfrog-artifactory'] as const;
 
+/**
+ * The proxy-cache types of a Harbor version: v2.14 dropped quay
+ * ("bad request: unsupported registry type quay", goharbor/harbor-helm#2262).
+ */
+export function proxyCacheTypesOf(version: string): readonly string[] {
+  const m = /^v?(\d+)\.(\d+)/.exec(version);
+  const newer = m !== null && (Number(m[1]) > 2 || (Number(m[1]) === 2 && Number(m[2]) >= 14));
+  return newer ? PROXY_CACHE_TYPES.filter((t) => t !== 'quay') : PROXY_CACHE_TYPES;
+}
+
 export const HEALTH_COMPONENTS = ['core', 'database', 'jobservice', 'portal', 'redis', 'registry', 'registryctl'] as const;
 
 export type AuthMode = 'db_auth' | 'ldap_auth' | 'uaa_auth' | 'http_auth' | 'oidc_auth';

@@ -259,6 +259,20 @@ describe('projects', () => {
     expectClean(f);
   });
 
+  it('a quay registry backs a proxy cache in v2.12, not from v2.14 ("unsupported registry type quay")', async () => {
+    for (const [version, status] of [['v2.12.4', 201], ['v2.13.1', 201], ['v2.14.0', 400], ['v2.15.1', 400]] as const) {
+      const f = await start({ version });
+      const reg = await call(f, 'POST', '/registries', { name: 'quay', url: 'https://quay.io', type: 'quay' });
+      expect(reg.status).toBe(201);
+      const id = Number(reg.headers.get('location')!.split('/').pop());
+      const res = await createProject(f, { project_name: 'proxy.quay.io', metadata: { public: 'true' }, registry_id: id });
+      expect(res.status, version).toBe(status);
+      if (status === 400) expect((await json(res)).errors[0].message).toBe('bad request: unsupported registry type quay');
+      expectClean(f);
+      await f.close();
+    }
+  });
+
   it('X-Resource-Name-In-Location puts the name in Location', async () => {
     const f = await start();
     const res = await createProject(f, { project_name: 'team-a' }, { 'X-Resource-Name-In-Location': 'true' });

@@ -184,6 +184,9 @@ function nothingFor(key: string): unknown {
       return { installed: false };
     case 'guard':
       return { code: 1 };
+    case 'berth':
+      // berth:remembered, the state record's remembered values: none yet
+      return {};
     case 'system':
       // a host comfortably above Harbor's minimums, with every command asked for
       return { cpus: 4, memoryMb: 8192, diskFreeGb: 200, diskPath: '/', commands: new Proxy({}, { get: () => true, ownKeys: () => [] }) };

@@ -705,7 +705,7 @@ describe('fingerprints', () => {
 describe('the example spec (inventories/example, playbooks/site.yml)', () => {
   // the example's secrets come from the environment; its offline installer is
   // built by the demo, so here the VM "downloads" it instead
-  const SECRETS = ['HARBOR_ADMIN_PASSWORD', 'HARBOR_DB_PASSWORD', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY'];
+  const SECRETS = ['HARBOR_ADMIN_PASSWORD', 'HARBOR_DB_PASSWORD', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'OIDC_CLIENT_SECRET'];
   beforeAll(() => SECRETS.forEach((k, i) => (process.env[k] ??= `example-secret-${i}-value`)));
   const spec = () =>
     loadSpec({ root: REPO, inventory: 'inventories/example', extraVars: ['harbor={installer: {source: url, url: "https://downloads.example.com/harbor.tgz"}}'] });
