@@ -506,6 +506,8 @@ ensure_sysctls() {
 cmd_up() {
   need_root
   local n=${1:-}; [[ $n =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] && [ "$n" -le $MAX_HOSTS ] || die "usage: up N (1..$MAX_HOSTS)"
+  # the last host must still be a 127.0.0.N address (N <= 254)
+  [ $((ADDR_OFFSET + n)) -le 254 ] || die "up $n with TESTHOSTS_ADDR_OFFSET=$ADDR_OFFSET would go past 127.0.0.254"
   cmd_build   # a no-op (a hash check) when the cache is current
   ensure_sysctls
   mkdir -p "$STATE/hosts"
