@@ -16,6 +16,8 @@ import { BerthError, isBerthError } from './util/errors.js';
 import { redact } from './secrets/secret.js';
 import { BERTH_VERSION } from './version.js';
 import { displayPath } from './spec/yamlfile.js';
+import { controllerStore } from './secrets/store.js';
+import { resolve } from 'node:path';
 import type { Change, ModuleApplyContext, ModuleContext, Transport, TransportStats } from './types.js';
 import type { Spec } from './spec/model.js';
 
@@ -48,6 +50,8 @@ export interface RunResult {
   berth: string;
   options: SavedOptions;
   spec: SpecRevision;
+  /** What berth did on the controller before contacting any host (material it generated or renewed, warnings). */
+  notes?: string[];
   hosts: HostResult[];
 }
 
@@ -67,10 +71,14 @@ interface Prepared {
   programs: HostProgram[];
   options: SavedOptions;
   revision: SpecRevision;
+  notes: string[];
 }
 
 /** Loads and renders everything for every host before any host is contacted. */
 export async function prepare(opts: RunOptions): Promise<Prepared> {
+  // material is generated (and said so) while the spec is loaded: before any host is contacted
+  const store = controllerStore(resolve(opts.root));
+  store.drainNotes();
   const spec = loadSpec(opts);
   const hosts = hostsInScope(spec, opts);
   if (!hosts.length) throw new BerthError(opts.limit ? `--limit ${opts.limit} matches no host of the playbook` : 'the playbook targets no host');
@@ -78,6 +86,7 @@ export async function prepare(opts: RunOptions): Promise<Prepared> {
   return {
     spec,
     programs,
+    notes: store.drainNotes(),
     revision: await specRevision(spec.root),
     options: {
       root: spec.root,
@@ -140,7 +149,7 @@ async function planOn(t: Transport, p: HostProgram): Promise<HostPlan & { record
 function finish(kind: 'plan' | 'apply', prep: Prepared, results: HostResult[]): RunResult {
   const order = new Map(prep.programs.map((p, i) => [p.host, i]));
   results.sort((a, b) => order.get(a.host)! - order.get(b.host)!);
-  return { kind, createdAt: new Date().toISOString(), berth: BERTH_VERSION, options: prep.options, spec: prep.revision, hosts: results };
+  return { kind, createdAt: new Date().toISOString(), berth: BERTH_VERSION, options: prep.options, spec: prep.revision, notes: prep.notes, hosts: results };
 }
 
 /** The part of a change that must match between a saved plan and a fresh one. */

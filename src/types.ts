@@ -5,6 +5,7 @@
 
 import type { Readable } from 'node:stream';
 import type { Secret } from './secrets/secret.js';
+import type { ControllerStore } from './secrets/store.js';
 
 /** Where a value came from, for one-line errors: file:line:col. */
 export interface SourcePos {
@@ -133,6 +134,13 @@ export interface ModuleContext {
   sourceFilePath(src: string): string;
   /** A warning shown with the plan (set by the planner; a no-op elsewhere). */
   warn?(message: string): void;
+  /** What the module's `prepare` step returned for this task (controller-side material the plan compares with the host). */
+  prepared?: unknown;
+}
+
+/** What a module's `prepare` step may use: the controller store (generated material, backups). */
+export interface PrepareContext extends ModuleContext {
+  store: ControllerStore;
 }
 
 export interface SimState {
@@ -164,6 +172,13 @@ export interface Module<A = Record<string, unknown>> {
   schema: string;
   /** Optional checks that need no host (templates render, source files exist); run before any host is contacted. */
   check?(args: A, ctx: ModuleContext): void;
+  /**
+   * Optional controller-side work, done once per task before any host is
+   * contacted: generating missing material in the controller store, reading
+   * a backup from it. Its result reaches `plan` and `apply` as `ctx.prepared`,
+   * so the plan stays a pure function of what is known before the facts.
+   */
+  prepare?(args: A, ctx: PrepareContext): unknown;
   /** Fact queries the plan step will read. */
   facts(args: A, ctx: ModuleContext): FactQuery[];
   /** Pure: from args and (simulated) state to changes; records its effect in `state`. */

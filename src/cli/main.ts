@@ -151,6 +151,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('-e, --extra-vars <key=value|@file>', 'extra variables', collect, [] as string[])
     .action(async (f: CommonFlags) => {
       const prep = await prepare(runOptions(f));
+      for (const n of prep.notes) out(redact(n.startsWith('warning: ') ? `${n}\n` : `controller: ${n}\n`));
       const tasks = prep.programs.reduce((n, p) => n + p.segments.reduce((m, s) => m + s.tasks.length, 0), 0);
       out(`ok: ${prep.programs.length} host(s), ${prep.spec.plays.length} play(s), ${tasks} task(s) checked\n`);
     });
