@@ -8,7 +8,7 @@
 // host and, if an earlier test left it otherwise, builds one afresh.
 
 import { createHash, randomBytes } from 'node:crypto';
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
@@ -21,8 +21,10 @@ import {
   composeCommand,
   dockerCalls,
   installDockerDouble,
+  setAcmeIssue,
   setUnhealthy,
   summarizeCalls,
+  traefikEvents,
   writeFakeHarborInstaller,
 } from './harbor-doubles.js';
 import { e2eHost, keyFile, knownHostsFile, resetHosts, testHosts } from './hosts.js';
@@ -34,6 +36,10 @@ const HOSTNAME = 'harbor-cache.e2e.example.com';
 const INSTALL = '/opt/harbor';
 const ENV_FILES = ['core', 'registryctl', 'db', 'jobservice'].map((c) => `${INSTALL}/common/config/${c}/env`);
 const STATE_RECORD = '/var/lib/berth/state.json';
+const TRAEFIK_CERTS = `${INSTALL}/traefik/certs`;
+const ACME_JSON = `${TRAEFIK_CERTS}/acme.json`;
+/** Where berth keeps the backup of acme.json on the controller (in the spec directory). */
+const acmeBackupPath = () => join(specDir, '.berth/acme', HOSTNAME, 'acme.json');
 const BASE_ENV: Record<string, string> = {
   TZ: 'America/Argentina/Buenos_Aires',
   RESTART: 'unless-stopped',
@@ -80,6 +86,8 @@ let vars: RunVars = structuredClone(BASE_VARS);
 let converged = false;
 /** The files after the first apply on a bare host (for the rebuild test). */
 let firstSnapshot: Snapshot | undefined;
+/** sha256 of the acme.json that Traefik obtained and berth backed up (set by the ACME backup test). */
+let acmeBackedUp: string | undefined;
 
 const timings: string[] = [];
 const timed = async <T>(what: string, f: () => Promise<T>): Promise<T> => {
@@ -218,9 +226,13 @@ async function snapshot(): Promise<Snapshot> {
   return JSON.parse(await sh(`python3 - ${SNAPSHOT_ROOTS.join(' ')}`, SNAPSHOT_PY)) as Snapshot;
 }
 
-function comparable(s: Snapshot): Snapshot {
+/** direnv's record of each .envrc content it was allowed to load: a host that lived through edits keeps the old ones. */
+const DIRENV_ALLOW = `${INSTALL}/.local/share/direnv/allow/`;
+
+function comparable(s: Snapshot, drop: (path: string) => boolean = () => false): Snapshot {
   const out: Snapshot = {};
   for (const [p, e] of Object.entries(s)) {
+    if (drop(p)) continue;
     if (e && typeof e === 'object' && GENERATED.has(p)) {
       const { sha256: _s, size: _z, ...rest } = e;
       out[p] = rest;
@@ -249,6 +261,49 @@ async function convergedHost(): Promise<void> {
   expect(r.code, show(r)).toBe(0);
   converged = true;
 }
+
+/**
+ * A converged host with the base spec whose Traefik obtained an ACME
+ * certificate after the start (as real Traefik does, in its own time); the
+ * next plan backs acme.json up, exactly that, and the one after is empty.
+ */
+async function issueAndBackUp(): Promise<void> {
+  await convergedHost();
+  writeVars(BASE_VARS);
+  const settle = await apply();
+  expect(settle.code, show(settle)).toBe(0);
+  await setAcmeIssue(th, HOST, true);
+  await sh('systemctl restart harbor.service');
+  await setAcmeIssue(th, HOST, false);
+  expect((await traefikEvents(th, HOST)).at(-1)).toMatchObject({ event: 'obtain', domain: HOSTNAME });
+  expect(await statOf(ACME_JSON)).toBe('root:root 0:0 600 regular file');
+  const hostSha = (await sh(`sha256sum ${ACME_JSON}`)).split(' ')[0]!;
+
+  const p = await timed('plan (Traefik obtained a certificate)', () => plan('--json', '--detailed-exitcode'));
+  expect(p.code, show(p)).toBe(2);
+  const changes = changesOf(p);
+  expect(changes.map((c) => `${c.action} ${c.resource}`)).toEqual([`create backup ${ACME_JSON}`]);
+  expect(changes[0]).toMatchObject({ sensitive: true, attrs: [{ name: 'to', after: `.berth/acme/${HOSTNAME}/acme.json on the controller` }, { name: 'content', after: '(sensitive)' }] });
+  expect(existsSync(acmeBackupPath())).toBe(false);
+
+  const a = await apply('--json');
+  expect(a.code, show(a)).toBe(0);
+  // apply did exactly what the plan said, and nothing on the host
+  expect(changesOf(a).map((c) => [c.resource, c.status])).toEqual([[`backup ${ACME_JSON}`, 'done']]);
+  const backup = readFileSync(acmeBackupPath());
+  expect(createHash('sha256').update(backup).digest('hex')).toBe(hostSha);
+  expect(statSync(acmeBackupPath()).mode & 0o777).toBe(0o600);
+  expect(statSync(join(specDir, '.berth')).mode & 0o777).toBe(0o700);
+  // what berth printed never held the certificates' keys
+  const state = JSON.parse(backup.toString('utf8')) as { acme: { Account: { PrivateKey: string }; Certificates: { key: string }[] } };
+  acmeSecrets.push(state.acme.Account.PrivateKey, state.acme.Certificates[0]!.key);
+  expect((await plan('--detailed-exitcode')).code).toBe(0);
+  acmeBackedUp = hostSha;
+  converged = true;
+}
+
+/** Secret parts of the ACME state (account key, certificate keys), looked for in berth's output at the end. */
+const acmeSecrets: string[] = [];
 
 beforeAll(async () => {
   hostName = e2eHost(HOST).name;
@@ -284,6 +339,13 @@ describe('cache VM (harbor_host, direnv, harbor) on a real host', () => {
     expect((await sh('id harbor')).trim()).toMatch(/^uid=10000\(harbor\) gid=10000\(harbor\) groups=10000\(harbor\)$/);
     expect(await statOf(INSTALL)).toBe('harbor:harbor 10000:10000 750 directory');
     expect(await statOf('/data')).toBe('harbor:harbor 10000:10000 750 directory');
+
+    // the certs role (acme): Traefik's directories; nothing to restore on a first deployment, and Traefik has no certificate yet
+    expect(await statOf(`${INSTALL}/traefik`)).toBe('root:root 0:0 750 directory');
+    expect(await statOf(TRAEFIK_CERTS)).toBe('root:root 0:0 700 directory');
+    expect(first.stdout).toContain(`warning: ${INV_HOST}: nothing to restore to ${ACME_JSON}: the controller has no copy in .berth/acme/${HOSTNAME}/acme.json`);
+    expect((await th.ssh(HOST, `test -e ${ACME_JSON}`)).code, 'acme.json before Traefik obtained a certificate').not.toBe(0);
+    expect((await traefikEvents(th, HOST)).map((e) => e.event)).toEqual(['pending']);
 
     // harbor.yml: behind the TLS proxy, no https block, external_url https
     expect(await statOf(`${INSTALL}/harbor.yml`)).toBe('root:root 0:0 600 regular file');
@@ -360,7 +422,9 @@ describe('cache VM (harbor_host, direnv, harbor) on a real host', () => {
     expect(merged.services.traefik!.image).toBe('traefik:v2.11');
     expect(merged.services.proxy!.labels).toEqual(expect.arrayContaining(['traefik.enable=true', `traefik.http.routers.harbor.rule=Host(\`${HOSTNAME}\`)`]));
     expect(merged.services.proxy!.ports).toEqual(['8080:8080']);
-    expect(merged.volumes).toHaveProperty('traefik_certs');
+    // the certificates' volume is a directory of the host, which berth reads and writes as files
+    expect(merged.volumes!.traefik_certs).toEqual({ driver: 'local', driver_opts: { type: 'none', o: 'bind', device: TRAEFIK_CERTS } });
+    expect(merged.services.traefik!.volumes).toEqual(expect.arrayContaining(['traefik_certs:/certs']));
     expect(merged.services.traefik!.command).toEqual(
       expect.arrayContaining(['--certificatesresolvers.acme.acme.email=ops@example.com', '--certificatesresolvers.acme.acme.dnschallenge.provider=route53']),
     );
@@ -523,30 +587,65 @@ describe('cache VM (harbor_host, direnv, harbor) on a real host', () => {
     converged = true;
   });
 
-  it('rebuilds a bare host in one apply: the same files byte for byte (but prepare\'s fresh secrets), healthy', async () => {
-    if (!firstSnapshot) {
-      await bareHost();
-      writeVars(BASE_VARS);
-      const first = await apply();
-      expect(first.code, show(first)).toBe(0);
-      firstSnapshot = await snapshot();
-    }
-    const firstCoreEnv = firstSnapshot[ENV_FILES[0]!];
-    await bareHost();
-    writeVars(BASE_VARS);
-    const a = await timed('disaster rebuild: one apply on a bare host', () => apply());
+  it('backs up acme.json to the controller once Traefik obtained a certificate; then the plan is empty', async () => {
+    await issueAndBackUp();
+    // Traefik renews: the changed file is backed up again, as an update
+    await sh(`python3 -c 'import json; p="${ACME_JSON}"; d=json.load(open(p)); d["acme"]["Certificates"][0]["certificate"] += "cmVuZXdlZA=="; json.dump(d, open(p, "w"))'`);
+    const p = await plan('--json', '--detailed-exitcode');
+    expect(p.code, show(p)).toBe(2);
+    expect(changesOf(p).map((c) => `${c.action} ${c.resource}`)).toEqual([`update backup ${ACME_JSON}`]);
+    const a = await apply('--json');
     expect(a.code, show(a)).toBe(0);
+    expect(createHash('sha256').update(readFileSync(acmeBackupPath())).digest('hex')).toBe((await sh(`sha256sum ${ACME_JSON}`)).split(' ')[0]);
+    acmeBackedUp = createHash('sha256').update(readFileSync(acmeBackupPath())).digest('hex');
+    expect((await plan('--detailed-exitcode')).code).toBe(0);
+  });
+
+  it('rebuilds a bare host in one apply: the same files byte for byte (but prepare\'s fresh secrets), the ACME state restored, healthy', async () => {
+    if (!acmeBackedUp) await issueAndBackUp();
+    // the host as it was, converged with the base spec
+    writeVars(BASE_VARS);
+    const settle = await apply();
+    expect(settle.code, show(settle)).toBe(0);
+    expect((await plan('--detailed-exitcode')).code).toBe(0);
+    const before = await snapshot();
+    expect(before[ACME_JSON]).toMatchObject({ type: 'file', mode: '0o600', uid: 0, sha256: acmeBackedUp });
+    const coreEnvBefore = before[ENV_FILES[0]!];
+
+    await bareHost();
+    // a Traefik that finds no acme.json would ask the CA for a new certificate
+    await setAcmeIssue(th, HOST, true);
+    writeVars(BASE_VARS);
+    const a = await timed('disaster rebuild: one apply on a bare host', () => apply('--json'));
+    expect(a.code, show(a)).toBe(0);
+    const changes = changesOf(a);
+    // acme.json went back before Harbor (and Traefik) started
+    const restored = changes.findIndex((c) => c.resource === `file ${ACME_JSON}`);
+    const started = changes.findIndex((c) => c.task === 'restart harbor');
+    expect(restored, 'acme.json restored').toBeGreaterThanOrEqual(0);
+    expect(changes[restored]).toMatchObject({ module: 'restore', action: 'create', sensitive: true, status: 'done' });
+    expect(restored).toBeLessThan(started);
+
     const now = await snapshot();
     // not a comparison of two empty trees
     expect(Object.keys(now).length).toBeGreaterThan(30);
-    for (const p of [`${INSTALL}/harbor.yml`, `${INSTALL}/.envrc`, `${INSTALL}/docker-compose.yml`, '/etc/systemd/system/harbor.service', ...ENV_FILES]) {
+    for (const p of [`${INSTALL}/harbor.yml`, `${INSTALL}/.envrc`, `${INSTALL}/docker-compose.yml`, '/etc/systemd/system/harbor.service', ACME_JSON, ...ENV_FILES]) {
       expect(now[p], p).toMatchObject({ type: 'file' });
     }
-    expect(comparable(now)).toEqual(comparable(firstSnapshot));
+    // the same as the host it replaces, acme.json included (but direnv's records of .envrc contents of the past)
+    const allowRecords = (x: Snapshot) => Object.keys(x).filter((p) => p.startsWith(DIRENV_ALLOW) && x[p] && (x[p] as Exclude<Entry, null>).type === 'file');
+    expect(comparable(now, (p) => p.startsWith(DIRENV_ALLOW))).toEqual(comparable(before, (p) => p.startsWith(DIRENV_ALLOW)));
+    expect(allowRecords(now)).toHaveLength(1);
+    expect(allowRecords(before)).toContain(allowRecords(now)[0]);
+    // and the same as the first apply on a bare host, which had no certificate from the CA yet
+    if (firstSnapshot) expect(comparable(now, (p) => p === ACME_JSON)).toEqual(comparable(firstSnapshot));
     // the generated secrets are new (prepare ran on the new host), and nothing else is
-    expect((now[ENV_FILES[0]!] as Exclude<Entry, null>).sha256).not.toBe((firstCoreEnv as Exclude<Entry, null>).sha256);
+    expect((now[ENV_FILES[0]!] as Exclude<Entry, null>).sha256).not.toBe((coreEnvBefore as Exclude<Entry, null>).sha256);
     expect(await prepareRuns()).toBe(1);
     expect(summarizeCalls(await dockerCalls(th, HOST))).toMatchObject({ load: 1, up: 1 });
+    // Traefik found its certificate: nothing was asked of the CA
+    const events = await traefikEvents(th, HOST);
+    expect(events.map((e) => `${e.event} ${e.domain}`)).toEqual([`reuse ${HOSTNAME}`]);
     expect(await health(8080)).toMatchObject({ status: 'healthy' });
     const again = await plan('--detailed-exitcode');
     expect(again.code, show(again)).toBe(0);
@@ -593,6 +692,9 @@ describe('cache VM (harbor_host, direnv, harbor) on a real host', () => {
     for (const [name, value] of Object.entries(SECRETS)) {
       const leaks = berthOutputs.filter((o) => o.text.includes(value)).map((o) => o.what);
       expect(leaks, `${name} appears in`).toEqual([]);
+    }
+    for (const value of acmeSecrets) {
+      expect(berthOutputs.filter((o) => o.text.includes(value)).map((o) => o.what), 'a key from acme.json appears in').toEqual([]);
     }
     // also no base64 or hex spelling of the AWS secret
     const b64 = Buffer.from(SECRETS.AWS_SECRET_ACCESS_KEY).toString('base64');
