@@ -29,6 +29,7 @@ import {
 } from './harbor-doubles.js';
 import { e2eHost, keyFile, knownHostsFile, resetHosts, testHosts } from './hosts.js';
 import { listListeners, owningHost } from './listeners.js';
+import { DIRENV_ALLOW, cacheVmSnapshot, comparableSnapshot, type Entry, type Snapshot } from './snapshot.js';
 
 const INVENTORY = 'inventories/e2e';
 const INV_HOST = 'harbor-cache-e2e';
@@ -180,66 +181,11 @@ async function stateRecord(): Promise<string> {
   return text;
 }
 
-type Entry = { type: string; mode: string; uid: number; gid: number; size?: number; sha256?: string; target?: string } | null;
-type Snapshot = Record<string, Entry | string>;
-
-const SNAPSHOT_PY = String.raw`
-import hashlib, json, os, stat, subprocess, sys
-out = {}
-def add(p):
-    st = os.lstat(p)
-    kind = 'dir' if stat.S_ISDIR(st.st_mode) else 'link' if stat.S_ISLNK(st.st_mode) else 'file' if stat.S_ISREG(st.st_mode) else 'other'
-    e = {'type': kind, 'mode': oct(st.st_mode & 0o7777), 'uid': st.st_uid, 'gid': st.st_gid}
-    if kind == 'file':
-        with open(p, 'rb') as f:
-            e['sha256'] = hashlib.sha256(f.read()).hexdigest()
-        e['size'] = st.st_size
-    if kind == 'link':
-        e['target'] = os.readlink(p)
-    out[p] = e
-for r in sys.argv[1:]:
-    if not os.path.lexists(r):
-        out[r] = None
-        continue
-    add(r)
-    if stat.S_ISDIR(os.lstat(r).st_mode):
-        for d, dirs, files in os.walk(r):
-            for n in dirs + files:
-                add(os.path.join(d, n))
-for db, name in (('passwd', 'harbor'), ('group', 'harbor')):
-    r = subprocess.run(['getent', db, name], capture_output=True, text=True)
-    out[db + ':' + name] = r.stdout.strip()
-print(json.dumps(out, sort_keys=True))
-`;
-
-const SNAPSHOT_ROOTS = [
-  INSTALL,
-  '/data',
-  '/etc/systemd/system/harbor.service',
-  '/etc/systemd/system/multi-user.target.wants/harbor.service',
-  '/var/cache/berth/harbor',
-];
 /** Files whose content is generated afresh on purpose: compared by owner and mode only. */
 const GENERATED = new Set([...ENV_FILES, '/data/secret/keys/secretkey', `${INSTALL}/prepare.runs`]);
 
-async function snapshot(): Promise<Snapshot> {
-  return JSON.parse(await sh(`python3 - ${SNAPSHOT_ROOTS.join(' ')}`, SNAPSHOT_PY)) as Snapshot;
-}
-
-/** direnv's record of each .envrc content it was allowed to load: a host that lived through edits keeps the old ones. */
-const DIRENV_ALLOW = `${INSTALL}/.local/share/direnv/allow/`;
-
-function comparable(s: Snapshot, drop: (path: string) => boolean = () => false): Snapshot {
-  const out: Snapshot = {};
-  for (const [p, e] of Object.entries(s)) {
-    if (drop(p)) continue;
-    if (e && typeof e === 'object' && GENERATED.has(p)) {
-      const { sha256: _s, size: _z, ...rest } = e;
-      out[p] = rest;
-    } else out[p] = e;
-  }
-  return out;
-}
+const snapshot = () => cacheVmSnapshot(th, HOST);
+const comparable = (s: Snapshot, drop?: (path: string) => boolean) => comparableSnapshot(s, GENERATED, drop);
 
 // ---------------------------------------------------------------- setting up
 
