@@ -69,7 +69,8 @@ function spec(over: Partial<SelfSignedSpec> = {}): SelfSignedSpec {
 
 // ---------------------------------------------------------------- generation and renewal
 
-describe('self-signed CA and server certificate, made on the controller with openssl', () => {
+// RSA key generation takes a random while (seconds for 4096 bits on a busy machine)
+describe('self-signed CA and server certificate, made on the controller with openssl', { timeout: 60_000 }, () => {
   it('an RSA 4096 CA and an ECDSA P-256 server certificate with the SANs of the spec, that openssl verifies', () => {
     const root = tempDir();
     const store = controllerStore(root);
@@ -233,7 +234,7 @@ function provided(names: { dns: string[]; ips?: string[] }, days = 200) {
   return { caCert, key, cert };
 }
 
-describe('a provided certificate and key', () => {
+describe('a provided certificate and key', { timeout: 30_000 }, () => {
   let good: ReturnType<typeof provided>;
   beforeAll(() => {
     good = provided({ dns: ['harbor.example.com'] });
@@ -323,7 +324,7 @@ function factsAfter(p: HostProgram, present: Record<string, unknown>, changes: C
   return out;
 }
 
-describe('tls: selfsigned', () => {
+describe('tls: selfsigned', { timeout: 30_000 }, () => {
   it('makes the CA before any host is contacted and points tls.ca_cert at it, for the cache and the nodes', async () => {
     const root = writeTree(tlsTree(SELFSIGNED));
     const prep = await prepare({ root, inventory: 'inventories/t' });
@@ -426,7 +427,7 @@ describe('tls: selfsigned', () => {
   });
 });
 
-describe('tls: provided', () => {
+describe('tls: provided', { timeout: 30_000 }, () => {
   let pair: ReturnType<typeof provided>;
   beforeAll(() => {
     pair = provided({ dns: ['harbor.example.com'] });
@@ -481,7 +482,7 @@ describe('tls: provided', () => {
 
 // ---------------------------------------------------------------- acme: backup and restore
 
-describe('tls: acme (acme.json backed up to the controller, restored on a rebuilt VM)', () => {
+describe('tls: acme (acme.json backed up to the controller, restored on a rebuilt VM)', { timeout: 30_000 }, () => {
   const ACME = 'tls:\n  mode: acme\n  ca_cert: files/ca.crt\n  acme:\n    provider: route53\n    resolver: "8.8.8.8:53"\n    email: ops@example.com\n';
   const PLAY = `
     - name: cache
