@@ -16,7 +16,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { REPO, berth, buildBerth, json, show, type BerthJson, type BerthRun, type JsonChange } from './berth.js';
 import {
-  DOCKER_LOG,
   FIXTURES,
   composeCommand,
   dockerCalls,
@@ -342,12 +341,16 @@ describe('cache VM (harbor_host, direnv, harbor) on a real host', () => {
     const again = await timed('plan on the converged host', () => plan('--detailed-exitcode'));
     expect(again.code, show(again)).toBe(0);
     expect(again.stdout).toContain(`${INV_HOST}: no changes`);
-    const logBefore = await sh(`cat ${DOCKER_LOG}`);
+    // what docker was asked to do; the preflight's read-only `compose version` runs with every plan
+    const acting = async () => (await dockerCalls(th, HOST)).filter((c) => composeCommand(c)?.sub !== 'version');
+    const logBefore = await acting();
+    expect(logBefore.length).toBeGreaterThan(0);
     const second = await timed('second apply (no changes)', () => apply());
     expect(second.code, show(second)).toBe(0);
     expect(second.stdout).toContain(`${INV_HOST}: no changes`);
     expect(await prepareRuns()).toBe(1);
-    expect(await sh(`cat ${DOCKER_LOG}`)).toBe(logBefore);
+    expect(await acting()).toEqual(logBefore);
+    expect((await dockerCalls(th, HOST)).filter((c) => composeCommand(c)?.sub === 'version').length, 'the compose check ran').toBeGreaterThan(0);
     expect(await statOf(`${INSTALL}/harbor.yml`)).toBe('root:root 0:0 600 regular file');
   });
 
@@ -544,6 +547,23 @@ describe('cache VM (harbor_host, direnv, harbor) on a real host', () => {
     expect(a.code, show(a)).toBe(0);
     expect(createHash('sha256').update(readFileSync(acmeBackupPath())).digest('hex')).toBe((await sh(`sha256sum ${ACME_JSON}`)).split(' ')[0]);
     acmeBackedUp = createHash('sha256').update(readFileSync(acmeBackupPath())).digest('hex');
+    expect((await plan('--detailed-exitcode')).code).toBe(0);
+  });
+
+  it('refuses at plan time a host whose docker has no working compose, naming the check and the remedy', async () => {
+    await convergedHost();
+    // the double's `docker compose version` fails, as on a host with the engine but without the compose plugin
+    await sh('echo version > /etc/harbor-double/fail');
+    try {
+      const p = await plan();
+      expect(p.code, show(p)).toBe(1);
+      expect(p.stdout, show(p)).toMatch(new RegExp(`^${INV_HOST}: FAILED: \\S*roles/harbor_host/tasks/main\\.yml:15:3: preflight`, 'm'));
+      expect(p.stdout, show(p)).toContain(
+        `roles/harbor_host/tasks/main.yml:15:3: preflight on ${INV_HOST}: failed check(s): \`/usr/bin/docker compose version\` (install Docker Engine with the compose plugin, or set harbor.docker.install: true)`,
+      );
+    } finally {
+      await sh('rm -f /etc/harbor-double/fail');
+    }
     expect((await plan('--detailed-exitcode')).code).toBe(0);
   });
 
