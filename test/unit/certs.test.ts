@@ -6,7 +6,8 @@
 
 import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { controllerStore } from '../../src/secrets/store.js';
@@ -20,7 +21,7 @@ import { renderJson, renderText } from '../../src/plan/render.js';
 import { backupModule } from '../../src/modules/backup.js';
 import type { HostProgram } from '../../src/plan/program.js';
 import type { Change, ModuleApplyContext, Transport } from '../../src/types.js';
-import { baseDirs, berthError, buildTree, dirFact, factsFor, fileFact, groupFact, minimalTree, tempDir, userFact, writeTree, type Tree } from './helpers.js';
+import { REPO, baseDirs, berthError, buildTree, dirFact, factsFor, fileFact, groupFact, minimalTree, tempDir, userFact, writeTree, type Tree } from './helpers.js';
 
 // ---------------------------------------------------------------- openssl, as a user would check
 
@@ -567,5 +568,61 @@ describe('tls: acme (acme.json backed up to the controller, restored on a rebuil
     // and a host that has its own acme.json keeps it (the backup brings the controller up to date)
     const own = { ...ACME_DIRS, 'file:/opt/harbor/traefik/certs/acme.json': fileFact('{"newer":true}\n', 'root', 'root', '0600') };
     expect(outline(planHost(cache, factsFor(cache, own)).changes)).toEqual(['update backup /opt/harbor/traefik/certs/acme.json']);
+  });
+});
+
+// ---------------------------------------------------------------- what the harbor role writes for each mode
+
+describe('the example spec in each tls mode: harbor.yml and the compose override', { timeout: 30_000 }, () => {
+  const SECRETS = ['HARBOR_ADMIN_PASSWORD', 'HARBOR_DB_PASSWORD', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY'];
+  beforeAll(() => SECRETS.forEach((k, i) => (process.env[k] ??= `example-secret-${i}-value`)));
+
+  /** The content the plan would write to `path` on the cache VM, for the example spec with `tls` replaced. */
+  async function written(tls: string, path: string): Promise<string> {
+    const root = tempDir();
+    cpSync(join(REPO, 'inventories'), join(root, 'inventories'), { recursive: true });
+    cpSync(join(REPO, 'playbooks'), join(root, 'playbooks'), { recursive: true });
+    const vars = join(root, 'inventories/example/group_vars/all.yml');
+    const text = readFileSync(vars, 'utf8');
+    writeFileSync(vars, text.slice(0, text.search(/^tls:/m)) + tls + text.slice(text.search(/^env:/m)));
+    const prep = await prepare({ root, inventory: 'inventories/example', limit: 'cache' });
+    const cache = prep.programs[0]!;
+    const host = { 'user:root': userFact('root', 0), 'group:root': groupFact('root', 0), ...baseDirs('/opt', '/etc/systemd/system', '/var/cache') };
+    const c = planHost(cache, factsFor(cache, host)).changes.find((x) => x.resource === `file ${path}`);
+    expect(c, path).toBeDefined();
+    const content = (c!.payload as { data: { content: string | { reveal(): string } } }).data.content;
+    return typeof content === 'string' ? content : content.reveal();
+  }
+  type Override = { services: Record<string, { command?: string[]; labels?: string[]; volumes?: string[] }>; volumes?: Record<string, unknown> };
+  const override = async (tls: string) => parseYaml(await written(tls, '/opt/harbor/docker-compose.override.yml')) as Override;
+  const harborYml = async (tls: string) => parseYaml(await written(tls, '/opt/harbor/harbor.yml')) as Record<string, unknown>;
+  const ACME = 'tls:\n  mode: acme\n  ca_cert: inventories/example/files/harbor-ca.crt\n  acme: { provider: route53, resolver: "8.8.8.8:53", email: ops@example.com }\n';
+
+  it('acme: Traefik with the ACME resolver, acme.json on the bound volume; external_url https', async () => {
+    const o = await override(ACME);
+    expect(o.services.proxy!.labels).toContain('traefik.http.routers.harbor.tls.certresolver=acme');
+    expect(o.services.traefik!.command).toContain('--certificatesresolvers.acme.acme.storage=/certs/acme.json');
+    expect(o.volumes).toEqual({ traefik_certs: { driver: 'local', driver_opts: { type: 'none', o: 'bind', device: '/opt/harbor/traefik/certs' } } });
+    expect((await harborYml(ACME)).external_url).toBe('https://harbor-cache.example.com');
+  });
+
+  it('selfsigned: Traefik serves the file provider\'s certificate, no ACME; external_url https', async () => {
+    const tls = 'tls:\n  mode: selfsigned\n  selfsigned: { ca: { name: unit CA, key_type: ecdsa-p256 } }\n';
+    const o = await override(tls);
+    expect(o.services.proxy!.labels).toContain('traefik.http.routers.harbor.tls=true');
+    expect(o.services.traefik!.command).toContain('--providers.file.filename=/etc/traefik/tls.yml');
+    expect(o.services.traefik!.command!.some((c) => c.includes('acme'))).toBe(false);
+    expect(o.services.traefik!.volumes).toEqual(['/var/run/docker.sock:/var/run/docker.sock:ro', 'traefik_certs:/certs:ro', '/opt/harbor/traefik/tls.yml:/etc/traefik/tls.yml:ro']);
+    const traefikTls = parseYaml(await written(tls, '/opt/harbor/traefik/tls.yml')) as { tls: { certificates: { certFile: string; keyFile: string }[] } };
+    expect(traefikTls.tls.certificates).toEqual([{ certFile: '/certs/harbor.crt', keyFile: '/certs/harbor.key' }]);
+    expect((await harborYml(tls)).external_url).toBe('https://harbor-cache.example.com');
+  });
+
+  it('none: no Traefik, and external_url is the plain http address (else docker login is sent to https)', async () => {
+    const tls = 'tls:\n  mode: none\n  ca_cert: inventories/example/files/harbor-ca.crt\n';
+    expect((await override(tls)).services).toEqual({});
+    const y = await harborYml(tls);
+    expect(y.external_url).toBe('http://harbor-cache.example.com:8080');
+    expect(y).not.toHaveProperty('https');
   });
 });
