@@ -98,10 +98,18 @@ try {
   run('node', berth('plan', '-i', inventory, ...health, '--out', planFile, '--detailed-exitcode'), { allow: [0, 2] });
   step('apply exactly the saved plan');
   run('node', berth('apply', planFile));
+  step('plan again: Traefik got its ACME certificate after Harbor started, so berth backs acme.json up to the controller (exit 2; exit 0 when the backup of an earlier demo run was restored instead)');
+  // a second demo run finds the backup of the first and restores it instead: then nothing is left to do (exit 0)
+  if (run('node', berth('plan', '-i', inventory, ...health, '--detailed-exitcode'), { allow: [0, 2] }) === 2) {
+    step('apply: the backup (a rebuilt VM gets it back, so the CA is not asked again)');
+    run('node', berth('apply', '-i', inventory, ...health));
+  }
   step('plan again: nothing left to do (exit 0)');
   run('node', berth('plan', '-i', inventory, ...health, '--detailed-exitcode'));
+  step('on the controller: what berth keeps outside git (.berth/ is 0700, its files 0600; contents never shown)');
+  run('find', ['.berth', '-type', 'f', '-printf', '%m %p\n']);
   step('on the cache VM: Harbor\'s files, its service, and what compose was asked to do');
-  run('bash', [harness, 'ssh', '1', 'ls -la /opt/harbor; systemctl is-enabled harbor; systemctl is-active harbor; cat /var/log/docker-double.log']);
+  run('bash', [harness, 'ssh', '1', 'ls -la /opt/harbor /opt/harbor/traefik/certs; systemctl is-enabled harbor; systemctl is-active harbor; cat /var/log/docker-double.log']);
   step('drift: someone makes proxy.docker.io private and changes the OIDC admin group in Harbor');
   // the admin password goes to curl on stdin (-K -), not on the command line the demo prints
   const auth = { input: `user = "admin:${env.HARBOR_ADMIN_PASSWORD}"\n` };

@@ -18,6 +18,8 @@ import { BerthError, isBerthError } from './util/errors.js';
 import { redact } from './secrets/secret.js';
 import { BERTH_VERSION } from './version.js';
 import { displayPath } from './spec/yamlfile.js';
+import { controllerStore } from './secrets/store.js';
+import { resolve } from 'node:path';
 import type { ApplyOutcome, Change, ModuleApplyContext, ModuleContext, Transport, TransportStats } from './types.js';
 import type { Spec } from './spec/model.js';
 
@@ -62,7 +64,7 @@ export interface RunResult {
   options: SavedOptions;
   spec: SpecRevision;
   hosts: HostResult[];
-  /** Notes about the run as a whole (e.g. a vault entry it generated; never a value). */
+  /** What berth did on the controller before contacting any host (vault entries or material it generated or renewed, warnings; never a value). */
   notes?: string[];
 }
 
@@ -92,6 +94,9 @@ interface Prepared {
  */
 export async function prepare(opts: RunOptions, guard = false): Promise<Prepared> {
   if (guard && opts.ci) await checkCiRevision(opts.root, opts.ciBranch ?? DEFAULT_CI_BRANCH);
+  // material is generated (and said so) while the spec is loaded: before any host is contacted
+  const store = controllerStore(resolve(opts.root));
+  store.drainNotes();
   const spec = loadSpec(opts);
   await openSpecVault(spec, { ci: opts.ci });
   const hosts = hostsInScope(spec, opts);
@@ -103,7 +108,7 @@ export async function prepare(opts: RunOptions, guard = false): Promise<Prepared
   return {
     spec,
     programs,
-    notes: generated.map((g) => generatedNote(g, shownVault, persist)),
+    notes: [...generated.map((g) => generatedNote(g, shownVault, persist)), ...store.drainNotes()],
     revision: await specRevision(spec.root),
     options: {
       root: spec.root,

@@ -5,6 +5,7 @@
 
 import type { Readable } from 'node:stream';
 import type { Secret } from './secrets/secret.js';
+import type { ControllerStore } from './secrets/store.js';
 
 /** Where a value came from, for one-line errors: file:line:col. */
 export interface SourcePos {
@@ -168,6 +169,13 @@ export interface ModuleContext {
    * finds while planning.
    */
   locateArg?(path: (string | number)[]): SourcePos;
+  /** What the module's `prepare` step returned for this task (controller-side material the plan compares with the host). */
+  prepared?: unknown;
+}
+
+/** What a module's `prepare` step may use: the controller store (generated material, backups). */
+export interface PrepareContext extends ModuleContext {
+  store: ControllerStore;
 }
 
 export interface SimState {
@@ -212,6 +220,13 @@ export interface Module<A = Record<string, unknown>> {
   schema: string;
   /** Optional checks that need no host (templates render, source files exist); run before any host is contacted. */
   check?(args: A, ctx: ModuleContext): void;
+  /**
+   * Optional controller-side work, done once per task before any host is
+   * contacted: generating missing material in the controller store, reading
+   * a backup from it. Its result reaches `plan` and `apply` as `ctx.prepared`,
+   * so the plan stays a pure function of what is known before the facts.
+   */
+  prepare?(args: A, ctx: PrepareContext): unknown;
   /** Fact queries the plan step will read (host queries go out in one round trip; controller queries run beside it). */
   facts(args: A, ctx: ModuleContext): AnyFactQuery[];
   /** Pure: from args and (simulated) state to changes; records its effect in `state`. */

@@ -8,6 +8,10 @@
 #     $DOUBLE_ADDR (this host's own 127.0.0.N, from /etc/docker-double.conf)
 #     and the http port of docker-compose.yml; `down` stops it
 #   - /etc/docker-double.unhealthy names a component to report unhealthy
+#   - up -d also plays Traefik with ACME: when the override's traefik_certs
+#     volume (a host directory) has no acme.json, it "obtains" a certificate
+#     and writes a stand-in acme.json there (mode 0600, random bytes), as
+#     Traefik does some time after it starts
 # Installed as /usr/bin/docker (and docker-compose) by the demo and the tests.
 log=/var/log/docker-double.log
 printf '%s\n' "$*" >> "$log"
@@ -43,6 +47,20 @@ PY
   echo $! > "$pid"
 }
 
+traefik_acme() {
+  f=docker-compose.override.yml
+  [ -f "$f" ] && grep -q 'acme.storage=/certs/acme.json' "$f" || return 0
+  dir=$(sed -n 's/^ *device: *//p' "$f" | head -1)
+  [ -n "$dir" ] && [ -d "$dir" ] && [ ! -e "$dir/acme.json" ] || return 0
+  domain=$(sed -n 's/.*Host(`\([^`]*\)`).*/\1/p' "$f" | head -1)
+  (
+    umask 077
+    printf '{"acme":{"Account":{"Email":"%s","PrivateKey":"%s"},"Certificates":[{"domain":{"main":"%s"},"certificate":"%s","key":"%s","Store":"default"}]}}\n' \
+      "${EMAIL:-}" "$(head -c 48 /dev/urandom | base64 -w0)" "$domain" "$(head -c 96 /dev/urandom | base64 -w0)" "$(head -c 48 /dev/urandom | base64 -w0)" > "$dir/.acme.json.new"
+    mv "$dir/.acme.json.new" "$dir/acme.json"
+  )
+}
+
 stop() {
   pid=/run/docker-double-health.pid
   [ -f "$pid" ] && kill "$(cat "$pid")" 2>/dev/null
@@ -56,7 +74,7 @@ case "$1" in
   compose)
     case " $* " in
       *" version "*) echo "Docker Compose version v2 (berth sandbox double)" ;;
-      *" up "*) serve ;;
+      *" up "*) serve; traefik_acme ;;
       *" down"*) stop ;;
     esac ;;
   version|--version) echo "Docker version 20.10 (berth sandbox double)" ;;

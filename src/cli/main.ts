@@ -178,8 +178,8 @@ export function buildCli(out: (s: string) => void, setExit: (code: number) => vo
     .option('--ci', 'CI mode: a generated vault secret that is missing is an error')
     .action(async (f: CommonFlags) => {
       const prep = await prepare({ ...runOptions(f), persistGenerated: false });
+      for (const n of prep.notes) out(redact(n.startsWith('warning: ') ? `${n}\n` : `controller: ${n}\n`));
       const tasks = prep.programs.reduce((n, p) => n + p.segments.reduce((m, s) => m + s.tasks.length, 0), 0);
-      for (const n of prep.notes) out(`note: ${n}\n`);
       out(`ok: ${prep.programs.length} host(s), ${prep.spec.plays.length} play(s), ${tasks} task(s) checked\n`);
     });
 

@@ -18,7 +18,7 @@ export async function runStatus(opts: RunOptions, style: { json: boolean; color:
       ...(h.error ? { error: h.error } : {}),
     };
   });
-  if (style.json) out(redact(JSON.stringify({ spec: r.spec, hosts: rows }, null, 2)) + '\n');
+  if (style.json) out(redact(JSON.stringify({ spec: r.spec, notes: r.notes ?? [], hosts: rows }, null, 2)) + '\n');
   else {
     const head = `spec now: ${r.spec.commit ? r.spec.commit.slice(0, 12) + (r.spec.dirty ? ' (uncommitted changes)' : '') : '(not a git repository)'}`;
     const lines = rows.map((x) => {
@@ -26,7 +26,8 @@ export async function runStatus(opts: RunOptions, style: { json: boolean; color:
       const applied = x.applied_at ? `applied ${x.applied_commit ? x.applied_commit.slice(0, 12) : '(no commit)'}${x.applied_dirty ? '+dirty' : ''} at ${x.applied_at} (${x.applied_status})` : 'never applied by berth';
       return `${x.host}: ${applied}; ${x.drift ? `drift: ${x.pending_changes} change(s) pending` : 'in sync'}`;
     });
-    out(redact([head, ...lines].join('\n')) + '\n');
+    const notes = (r.notes ?? []).map((n) => (n.startsWith('warning: ') ? n : `controller: ${n}`));
+    out(redact([head, ...notes, ...lines].join('\n')) + '\n');
   }
   return rows.some((x) => x.error) ? 1 : 0;
 }

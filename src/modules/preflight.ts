@@ -10,7 +10,9 @@ export interface PreflightArgs {
   path?: string;
   /** Commands that must be on the PATH. */
   commands?: string[];
-  /** What to say for each missing command (e.g. how to install it). */
+  /** Read-only command lines that must exit 0 (e.g. `/usr/bin/docker compose version`). */
+  checks?: string[];
+  /** What to say for each missing command or failed check (e.g. how to install it). */
   hint?: string;
   on_failure?: 'warn' | 'fail';
 }
@@ -22,12 +24,15 @@ export interface SystemFact {
   diskFreeGb: number;
   diskPath: string;
   commands: Record<string, boolean>;
+  /** Each check's command line → whether it exited 0. */
+  checks?: Record<string, boolean>;
 }
 
-const key = (a: PreflightArgs) => `system:${a.path ?? '/'}:${(a.commands ?? []).join(',')}`;
+const key = (a: PreflightArgs) => `system:${a.path ?? '/'}:${(a.commands ?? []).join(',')}${a.checks?.length ? `:${a.checks.join('\u0000')}` : ''}`;
 
 function systemFact(a: PreflightArgs): FactQuery<SystemFact> {
   const cmds = a.commands ?? [];
+  const checks = a.checks ?? [];
   return {
     key: key(a),
     command: [
@@ -36,6 +41,7 @@ function systemFact(a: PreflightArgs): FactQuery<SystemFact> {
       `p=${shq(a.path ?? '/')}; while [ ! -e "$p" ]; do p=$(dirname "$p"); done; echo "$p"`,
       `df -Pk "$p" | awk 'NR == 2 { print $4 }'`,
       ...cmds.map((c) => `if command -v ${shq(c)} >/dev/null 2>&1; then echo yes; else echo no; fi`),
+      ...checks.map((c) => `if ( ${c}\n) </dev/null >/dev/null 2>&1; then echo yes; else echo no; fi`),
     ].join('\n'),
     parse(out) {
       const l = out.split('\n');
@@ -45,6 +51,7 @@ function systemFact(a: PreflightArgs): FactQuery<SystemFact> {
         diskPath: l[2] ?? '/',
         diskFreeGb: Math.floor(Number(l[3]) / (1024 * 1024)),
         commands: Object.fromEntries(cmds.map((c, i) => [c, l[4 + i]?.trim() === 'yes'])),
+        ...(checks.length ? { checks: Object.fromEntries(checks.map((c, i) => [c, l[4 + cmds.length + i]?.trim() === 'yes'])) } : {}),
       };
     },
   };
@@ -68,6 +75,8 @@ export const preflightModule: Module<PreflightArgs> = {
     if (a.min_disk_gb !== undefined && f.diskFreeGb < a.min_disk_gb) problems.push(`${f.diskFreeGb} GB free at ${f.diskPath}, ${a.min_disk_gb} wanted`);
     const missing = Object.entries(f.commands).filter(([, ok]) => !ok).map(([c]) => c);
     if (missing.length) problems.push(`missing command(s): ${missing.join(', ')}${a.hint ? ` (${a.hint})` : ''}`);
+    const failed = (a.checks ?? []).filter((c) => f.checks?.[c] !== true);
+    if (failed.length) problems.push(`failed check(s): ${failed.map((c) => `\`${c}\``).join(', ')}${a.hint ? ` (${a.hint})` : ''}`);
     if (!problems.length) return [];
     const msg = `preflight on ${ctx.host}: ${problems.join('; ')}`;
     if ((a.on_failure ?? 'fail') === 'fail') throw new BerthError(msg, { pos: ctx.pos, hint: 'fix the host, or set on_failure: warn to go on anyway' });

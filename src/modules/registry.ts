@@ -1,5 +1,7 @@
 import type { Module } from '../types.js';
 import { aptModule } from './apt.js';
+import { backupModule, restoreModule } from './backup.js';
+import { certificateModule } from './certificate.js';
 import { commandModule } from './command.js';
 import { copyModule } from './copy.js';
 import { directoryModule } from './directory.js';
@@ -36,6 +38,9 @@ const MODULES: Module<never>[] = [
   harborProjectModule,
   harborPruneModule,
   harborConfigModule,
+  certificateModule,
+  backupModule,
+  restoreModule,
 ] as unknown as Module<never>[];
 
 const byName = new Map(MODULES.map((m) => [m.name, m as unknown as Module]));

@@ -1,16 +1,18 @@
 // Spec + host → the host's program: every task of every play that targets the
 // host, with its arguments templated and validated, ready for facts and plan.
 
-import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
-import { join, resolve, sep } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { userInfo } from 'node:os';
 import { Secret, isSecret } from '../secrets/secret.js';
 import { BerthError } from '../util/errors.js';
 import { getModule } from '../modules/registry.js';
 import { evalCondition, renderTemplate, renderValue, sourceVariable } from '../template/index.js';
-import { BERTH_HOME, compileSchema, schemaValidator, validateOrThrow } from '../spec/schemas.js';
+import { compileSchema, schemaValidator, validateOrThrow } from '../spec/schemas.js';
 import { selectHosts, varsFor } from '../spec/load.js';
 import { displayPath, type KeyPath } from '../spec/yamlfile.js';
+import { findSource } from '../spec/source.js';
+import { controllerStore } from '../secrets/store.js';
 import type { HostSpec, PlaySpec, RoleRef, Spec, TaskSpec } from '../spec/model.js';
 import type { MergedVars } from '../spec/vars.js';
 import type { ConnectionSpec } from '../transport/index.js';
@@ -228,6 +230,7 @@ function bindTask(spec: Spec, play: PlaySpec, ref: RoleRef | undefined, t: TaskS
       sourceFilePath: (src) => findSource(spec.root, roleDir, 'files', src, t.pos, Number.MAX_SAFE_INTEGER),
     };
     module.check?.(args, ctx);
+    if (module.prepare) ctx.prepared = module.prepare(args, { ...ctx, store: controllerStore(spec.root) });
     out.push({ play: play.name, role: ref?.role.name, name, module, args, ctx, notify: t.notify, tags: t.tags, become });
   }
   return out;
@@ -293,25 +296,4 @@ function nameWithItem(t: TaskSpec, context: Record<string, unknown>): string {
   return typeof r === 'string' ? r : r.display;
 }
 
-/**
- * A template or file named by a task: the role's templates/ (or files/)
- * directory first, then the spec root. It must stay inside the repository
- * (or berth's own roles): `../../etc/shadow` and links out are refused.
- */
-export function findSource(root: string, roleDir: string | undefined, kind: 'templates' | 'files', src: string, pos: SourcePos, maxBytes = 64 * 1024 * 1024): string {
-  const candidates = [...(roleDir ? [join(roleDir, kind, src)] : []), resolve(root, src)];
-  const abs = candidates.find((c) => existsSync(c));
-  if (!abs) {
-    throw new BerthError(`${kind === 'templates' ? 'template' : 'file'} not found: ${src}`, {
-      pos,
-      hint: roleDir ? `looked in ${displayPath(join(roleDir, kind), root)} and the spec root` : 'paths are relative to the spec root',
-    });
-  }
-  const real = realpathSync(abs);
-  const allowed = [realpathSync(root), realpathSync(BERTH_HOME)].some((r) => real === r || real.startsWith(r + sep));
-  if (!allowed) throw new BerthError(`${src} resolves outside the spec repository (${real})`, { pos, hint: 'templates and files must live in the repository' });
-  if (!statSync(real).isFile()) throw new BerthError(`${src} is not a regular file`, { pos });
-  const size = statSync(real).size;
-  if (size > maxBytes) throw new BerthError(`${src} is ${size} bytes; files over ${maxBytes >> 20} MiB go through the copy module, which streams them`, { pos });
-  return real;
-}
+export { findSource };

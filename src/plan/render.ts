@@ -83,7 +83,9 @@ function hostBlock(h: HostResult, kind: RunResult['kind'], style: Style): string
 export function renderText(r: RunResult, style: Style): string {
   const rev = r.spec.commit ? ` · spec ${r.spec.commit.slice(0, 12)}${r.spec.dirty ? ' (uncommitted changes)' : ''}` : '';
   const out = [`berth ${r.kind} · ${r.options.inventory} · ${r.options.playbook} · ${r.hosts.length} host(s)${rev}`, ''];
-  if (r.notes?.length) out.push(...r.notes.map((n) => `note: ${n}`), '');
+  const notes = r.notes ?? [];
+  for (const n of notes) out.push(n.startsWith('warning: ') ? paint(n, 33, style) : `controller: ${n}`);
+  if (notes.length) out.push('');
   for (const h of r.hosts) out.push(...hostBlock(h, r.kind, style), '');
   const s = summarize(r);
   const counts = `${s.create} to create, ${s.update} to update, ${s.delete} to delete, ${s.run} to run`;

@@ -7,6 +7,7 @@ import type { HostSpec, Inventory, PlaySpec, RoleRef, Spec } from './model.js';
 import { RoleLoader, loadPlaybook } from './playbook.js';
 import { BERTH_HOME } from './schemas.js';
 import { MergedVars, type VarLayer } from './vars.js';
+import { resolveTls } from './tls.js';
 import { displayPath, parseYaml, type KeyPath } from './yamlfile.js';
 import { isVaultRef, resolveVaultRef, type SpecSecrets } from './vault-refs.js';
 
@@ -126,6 +127,7 @@ export function varsFor(spec: Spec, host: HostSpec, play: PlaySpec, ref?: RoleRe
     groups,
   });
   resolveSecrets(vars.values, [], vars, spec.root, spec.secrets);
+  resolveTls(vars, spec.root);
   return vars;
 }
 

@@ -8,7 +8,7 @@
 // host and, if an earlier test left it otherwise, builds one afresh.
 
 import { createHash, randomBytes } from 'node:crypto';
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
@@ -16,17 +16,19 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { REPO, berth, buildBerth, json, show, type BerthJson, type BerthRun, type JsonChange } from './berth.js';
 import {
-  DOCKER_LOG,
   FIXTURES,
   composeCommand,
   dockerCalls,
   installDockerDouble,
+  setAcmeIssue,
   setUnhealthy,
   summarizeCalls,
+  traefikEvents,
   writeFakeHarborInstaller,
 } from './harbor-doubles.js';
 import { e2eHost, keyFile, knownHostsFile, resetHosts, testHosts } from './hosts.js';
 import { listListeners, owningHost } from './listeners.js';
+import { DIRENV_ALLOW, cacheVmSnapshot, comparableSnapshot, type Entry, type Snapshot } from './snapshot.js';
 
 const INVENTORY = 'inventories/e2e';
 const INV_HOST = 'harbor-cache-e2e';
@@ -34,6 +36,10 @@ const HOSTNAME = 'harbor-cache.e2e.example.com';
 const INSTALL = '/opt/harbor';
 const ENV_FILES = ['core', 'registryctl', 'db', 'jobservice'].map((c) => `${INSTALL}/common/config/${c}/env`);
 const STATE_RECORD = '/var/lib/berth/state.json';
+const TRAEFIK_CERTS = `${INSTALL}/traefik/certs`;
+const ACME_JSON = `${TRAEFIK_CERTS}/acme.json`;
+/** Where berth keeps the backup of acme.json on the controller (in the spec directory). */
+const acmeBackupPath = () => join(specDir, '.berth/acme', HOSTNAME, 'acme.json');
 const BASE_ENV: Record<string, string> = {
   TZ: 'America/Argentina/Buenos_Aires',
   RESTART: 'unless-stopped',
@@ -80,6 +86,8 @@ let vars: RunVars = structuredClone(BASE_VARS);
 let converged = false;
 /** The files after the first apply on a bare host (for the rebuild test). */
 let firstSnapshot: Snapshot | undefined;
+/** sha256 of the acme.json that Traefik obtained and berth backed up (set by the ACME backup test). */
+let acmeBackedUp: string | undefined;
 
 const timings: string[] = [];
 const timed = async <T>(what: string, f: () => Promise<T>): Promise<T> => {
@@ -172,62 +180,11 @@ async function stateRecord(): Promise<string> {
   return text;
 }
 
-type Entry = { type: string; mode: string; uid: number; gid: number; size?: number; sha256?: string; target?: string } | null;
-type Snapshot = Record<string, Entry | string>;
-
-const SNAPSHOT_PY = String.raw`
-import hashlib, json, os, stat, subprocess, sys
-out = {}
-def add(p):
-    st = os.lstat(p)
-    kind = 'dir' if stat.S_ISDIR(st.st_mode) else 'link' if stat.S_ISLNK(st.st_mode) else 'file' if stat.S_ISREG(st.st_mode) else 'other'
-    e = {'type': kind, 'mode': oct(st.st_mode & 0o7777), 'uid': st.st_uid, 'gid': st.st_gid}
-    if kind == 'file':
-        with open(p, 'rb') as f:
-            e['sha256'] = hashlib.sha256(f.read()).hexdigest()
-        e['size'] = st.st_size
-    if kind == 'link':
-        e['target'] = os.readlink(p)
-    out[p] = e
-for r in sys.argv[1:]:
-    if not os.path.lexists(r):
-        out[r] = None
-        continue
-    add(r)
-    if stat.S_ISDIR(os.lstat(r).st_mode):
-        for d, dirs, files in os.walk(r):
-            for n in dirs + files:
-                add(os.path.join(d, n))
-for db, name in (('passwd', 'harbor'), ('group', 'harbor')):
-    r = subprocess.run(['getent', db, name], capture_output=True, text=True)
-    out[db + ':' + name] = r.stdout.strip()
-print(json.dumps(out, sort_keys=True))
-`;
-
-const SNAPSHOT_ROOTS = [
-  INSTALL,
-  '/data',
-  '/etc/systemd/system/harbor.service',
-  '/etc/systemd/system/multi-user.target.wants/harbor.service',
-  '/var/cache/berth/harbor',
-];
 /** Files whose content is generated afresh on purpose: compared by owner and mode only. */
 const GENERATED = new Set([...ENV_FILES, '/data/secret/keys/secretkey', `${INSTALL}/prepare.runs`]);
 
-async function snapshot(): Promise<Snapshot> {
-  return JSON.parse(await sh(`python3 - ${SNAPSHOT_ROOTS.join(' ')}`, SNAPSHOT_PY)) as Snapshot;
-}
-
-function comparable(s: Snapshot): Snapshot {
-  const out: Snapshot = {};
-  for (const [p, e] of Object.entries(s)) {
-    if (e && typeof e === 'object' && GENERATED.has(p)) {
-      const { sha256: _s, size: _z, ...rest } = e;
-      out[p] = rest;
-    } else out[p] = e;
-  }
-  return out;
-}
+const snapshot = () => cacheVmSnapshot(th, HOST);
+const comparable = (s: Snapshot, drop?: (path: string) => boolean) => comparableSnapshot(s, GENERATED, drop);
 
 // ---------------------------------------------------------------- setting up
 
@@ -249,6 +206,49 @@ async function convergedHost(): Promise<void> {
   expect(r.code, show(r)).toBe(0);
   converged = true;
 }
+
+/**
+ * A converged host with the base spec whose Traefik obtained an ACME
+ * certificate after the start (as real Traefik does, in its own time); the
+ * next plan backs acme.json up, exactly that, and the one after is empty.
+ */
+async function issueAndBackUp(): Promise<void> {
+  await convergedHost();
+  writeVars(BASE_VARS);
+  const settle = await apply();
+  expect(settle.code, show(settle)).toBe(0);
+  await setAcmeIssue(th, HOST, true);
+  await sh('systemctl restart harbor.service');
+  await setAcmeIssue(th, HOST, false);
+  expect((await traefikEvents(th, HOST)).at(-1)).toMatchObject({ event: 'obtain', domain: HOSTNAME });
+  expect(await statOf(ACME_JSON)).toBe('root:root 0:0 600 regular file');
+  const hostSha = (await sh(`sha256sum ${ACME_JSON}`)).split(' ')[0]!;
+
+  const p = await timed('plan (Traefik obtained a certificate)', () => plan('--json', '--detailed-exitcode'));
+  expect(p.code, show(p)).toBe(2);
+  const changes = changesOf(p);
+  expect(changes.map((c) => `${c.action} ${c.resource}`)).toEqual([`create backup ${ACME_JSON}`]);
+  expect(changes[0]).toMatchObject({ sensitive: true, attrs: [{ name: 'to', after: `.berth/acme/${HOSTNAME}/acme.json on the controller` }, { name: 'content', after: '(sensitive)' }] });
+  expect(existsSync(acmeBackupPath())).toBe(false);
+
+  const a = await apply('--json');
+  expect(a.code, show(a)).toBe(0);
+  // apply did exactly what the plan said, and nothing on the host
+  expect(changesOf(a).map((c) => [c.resource, c.status])).toEqual([[`backup ${ACME_JSON}`, 'done']]);
+  const backup = readFileSync(acmeBackupPath());
+  expect(createHash('sha256').update(backup).digest('hex')).toBe(hostSha);
+  expect(statSync(acmeBackupPath()).mode & 0o777).toBe(0o600);
+  expect(statSync(join(specDir, '.berth')).mode & 0o777).toBe(0o700);
+  // what berth printed never held the certificates' keys
+  const state = JSON.parse(backup.toString('utf8')) as { acme: { Account: { PrivateKey: string }; Certificates: { key: string }[] } };
+  acmeSecrets.push(state.acme.Account.PrivateKey, state.acme.Certificates[0]!.key);
+  expect((await plan('--detailed-exitcode')).code).toBe(0);
+  acmeBackedUp = hostSha;
+  converged = true;
+}
+
+/** Secret parts of the ACME state (account key, certificate keys), looked for in berth's output at the end. */
+const acmeSecrets: string[] = [];
 
 beforeAll(async () => {
   hostName = e2eHost(HOST).name;
@@ -284,6 +284,13 @@ describe('cache VM (harbor_host, direnv, harbor) on a real host', () => {
     expect((await sh('id harbor')).trim()).toMatch(/^uid=10000\(harbor\) gid=10000\(harbor\) groups=10000\(harbor\)$/);
     expect(await statOf(INSTALL)).toBe('harbor:harbor 10000:10000 750 directory');
     expect(await statOf('/data')).toBe('harbor:harbor 10000:10000 750 directory');
+
+    // the certs role (acme): Traefik's directories; nothing to restore on a first deployment, and Traefik has no certificate yet
+    expect(await statOf(`${INSTALL}/traefik`)).toBe('root:root 0:0 750 directory');
+    expect(await statOf(TRAEFIK_CERTS)).toBe('root:root 0:0 700 directory');
+    expect(first.stdout).toContain(`warning: ${INV_HOST}: nothing to restore to ${ACME_JSON}: the controller has no copy in .berth/acme/${HOSTNAME}/acme.json`);
+    expect((await th.ssh(HOST, `test -e ${ACME_JSON}`)).code, 'acme.json before Traefik obtained a certificate').not.toBe(0);
+    expect((await traefikEvents(th, HOST)).map((e) => e.event)).toEqual(['pending']);
 
     // harbor.yml: behind the TLS proxy, no https block, external_url https
     expect(await statOf(`${INSTALL}/harbor.yml`)).toBe('root:root 0:0 600 regular file');
@@ -334,12 +341,16 @@ describe('cache VM (harbor_host, direnv, harbor) on a real host', () => {
     const again = await timed('plan on the converged host', () => plan('--detailed-exitcode'));
     expect(again.code, show(again)).toBe(0);
     expect(again.stdout).toContain(`${INV_HOST}: no changes`);
-    const logBefore = await sh(`cat ${DOCKER_LOG}`);
+    // what docker was asked to do; the preflight's read-only `compose version` runs with every plan
+    const acting = async () => (await dockerCalls(th, HOST)).filter((c) => composeCommand(c)?.sub !== 'version');
+    const logBefore = await acting();
+    expect(logBefore.length).toBeGreaterThan(0);
     const second = await timed('second apply (no changes)', () => apply());
     expect(second.code, show(second)).toBe(0);
     expect(second.stdout).toContain(`${INV_HOST}: no changes`);
     expect(await prepareRuns()).toBe(1);
-    expect(await sh(`cat ${DOCKER_LOG}`)).toBe(logBefore);
+    expect(await acting()).toEqual(logBefore);
+    expect((await dockerCalls(th, HOST)).filter((c) => composeCommand(c)?.sub === 'version').length, 'the compose check ran').toBeGreaterThan(0);
     expect(await statOf(`${INSTALL}/harbor.yml`)).toBe('root:root 0:0 600 regular file');
   });
 
@@ -360,7 +371,9 @@ describe('cache VM (harbor_host, direnv, harbor) on a real host', () => {
     expect(merged.services.traefik!.image).toBe('traefik:v2.11');
     expect(merged.services.proxy!.labels).toEqual(expect.arrayContaining(['traefik.enable=true', `traefik.http.routers.harbor.rule=Host(\`${HOSTNAME}\`)`]));
     expect(merged.services.proxy!.ports).toEqual(['8080:8080']);
-    expect(merged.volumes).toHaveProperty('traefik_certs');
+    // the certificates' volume is a directory of the host, which berth reads and writes as files
+    expect(merged.volumes!.traefik_certs).toEqual({ driver: 'local', driver_opts: { type: 'none', o: 'bind', device: TRAEFIK_CERTS } });
+    expect(merged.services.traefik!.volumes).toEqual(expect.arrayContaining(['traefik_certs:/certs']));
     expect(merged.services.traefik!.command).toEqual(
       expect.arrayContaining(['--certificatesresolvers.acme.acme.email=ops@example.com', '--certificatesresolvers.acme.acme.dnschallenge.provider=route53']),
     );
@@ -523,30 +536,82 @@ describe('cache VM (harbor_host, direnv, harbor) on a real host', () => {
     converged = true;
   });
 
-  it('rebuilds a bare host in one apply: the same files byte for byte (but prepare\'s fresh secrets), healthy', async () => {
-    if (!firstSnapshot) {
-      await bareHost();
-      writeVars(BASE_VARS);
-      const first = await apply();
-      expect(first.code, show(first)).toBe(0);
-      firstSnapshot = await snapshot();
-    }
-    const firstCoreEnv = firstSnapshot[ENV_FILES[0]!];
-    await bareHost();
-    writeVars(BASE_VARS);
-    const a = await timed('disaster rebuild: one apply on a bare host', () => apply());
+  it('backs up acme.json to the controller once Traefik obtained a certificate; then the plan is empty', async () => {
+    await issueAndBackUp();
+    // Traefik renews: the changed file is backed up again, as an update
+    await sh(`python3 -c 'import json; p="${ACME_JSON}"; d=json.load(open(p)); d["acme"]["Certificates"][0]["certificate"] += "cmVuZXdlZA=="; json.dump(d, open(p, "w"))'`);
+    const p = await plan('--json', '--detailed-exitcode');
+    expect(p.code, show(p)).toBe(2);
+    expect(changesOf(p).map((c) => `${c.action} ${c.resource}`)).toEqual([`update backup ${ACME_JSON}`]);
+    const a = await apply('--json');
     expect(a.code, show(a)).toBe(0);
+    expect(createHash('sha256').update(readFileSync(acmeBackupPath())).digest('hex')).toBe((await sh(`sha256sum ${ACME_JSON}`)).split(' ')[0]);
+    acmeBackedUp = createHash('sha256').update(readFileSync(acmeBackupPath())).digest('hex');
+    expect((await plan('--detailed-exitcode')).code).toBe(0);
+  });
+
+  it('refuses at plan time a host whose docker has no working compose, naming the check and the remedy', async () => {
+    await convergedHost();
+    // the double's `docker compose version` fails, as on a host with the engine but without the compose plugin
+    await sh('echo version > /etc/harbor-double/fail');
+    try {
+      const p = await plan();
+      expect(p.code, show(p)).toBe(1);
+      expect(p.stdout, show(p)).toMatch(new RegExp(`^${INV_HOST}: FAILED: \\S*roles/harbor_host/tasks/main\\.yml:15:3: preflight`, 'm'));
+      expect(p.stdout, show(p)).toContain(
+        `roles/harbor_host/tasks/main.yml:15:3: preflight on ${INV_HOST}: failed check(s): \`/usr/bin/docker compose version\` (install Docker Engine with the compose plugin, or set harbor.docker.install: true)`,
+      );
+    } finally {
+      await sh('rm -f /etc/harbor-double/fail');
+    }
+    expect((await plan('--detailed-exitcode')).code).toBe(0);
+  });
+
+  it('rebuilds a bare host in one apply: the same files byte for byte (but prepare\'s fresh secrets), the ACME state restored, healthy', async () => {
+    if (!acmeBackedUp) await issueAndBackUp();
+    // the host as it was, converged with the base spec
+    writeVars(BASE_VARS);
+    const settle = await apply();
+    expect(settle.code, show(settle)).toBe(0);
+    expect((await plan('--detailed-exitcode')).code).toBe(0);
+    const before = await snapshot();
+    expect(before[ACME_JSON]).toMatchObject({ type: 'file', mode: '0o600', uid: 0, sha256: acmeBackedUp });
+    const coreEnvBefore = before[ENV_FILES[0]!];
+
+    await bareHost();
+    // a Traefik that finds no acme.json would ask the CA for a new certificate
+    await setAcmeIssue(th, HOST, true);
+    writeVars(BASE_VARS);
+    const a = await timed('disaster rebuild: one apply on a bare host', () => apply('--json'));
+    expect(a.code, show(a)).toBe(0);
+    const changes = changesOf(a);
+    // acme.json went back before Harbor (and Traefik) started
+    const restored = changes.findIndex((c) => c.resource === `file ${ACME_JSON}`);
+    const started = changes.findIndex((c) => c.task === 'restart harbor');
+    expect(restored, 'acme.json restored').toBeGreaterThanOrEqual(0);
+    expect(changes[restored]).toMatchObject({ module: 'restore', action: 'create', sensitive: true, status: 'done' });
+    expect(restored).toBeLessThan(started);
+
     const now = await snapshot();
     // not a comparison of two empty trees
     expect(Object.keys(now).length).toBeGreaterThan(30);
-    for (const p of [`${INSTALL}/harbor.yml`, `${INSTALL}/.envrc`, `${INSTALL}/docker-compose.yml`, '/etc/systemd/system/harbor.service', ...ENV_FILES]) {
+    for (const p of [`${INSTALL}/harbor.yml`, `${INSTALL}/.envrc`, `${INSTALL}/docker-compose.yml`, '/etc/systemd/system/harbor.service', ACME_JSON, ...ENV_FILES]) {
       expect(now[p], p).toMatchObject({ type: 'file' });
     }
-    expect(comparable(now)).toEqual(comparable(firstSnapshot));
+    // the same as the host it replaces, acme.json included (but direnv's records of .envrc contents of the past)
+    const allowRecords = (x: Snapshot) => Object.keys(x).filter((p) => p.startsWith(DIRENV_ALLOW) && x[p] && (x[p] as Exclude<Entry, null>).type === 'file');
+    expect(comparable(now, (p) => p.startsWith(DIRENV_ALLOW))).toEqual(comparable(before, (p) => p.startsWith(DIRENV_ALLOW)));
+    expect(allowRecords(now)).toHaveLength(1);
+    expect(allowRecords(before)).toContain(allowRecords(now)[0]);
+    // and the same as the first apply on a bare host, which had no certificate from the CA yet
+    if (firstSnapshot) expect(comparable(now, (p) => p === ACME_JSON)).toEqual(comparable(firstSnapshot));
     // the generated secrets are new (prepare ran on the new host), and nothing else is
-    expect((now[ENV_FILES[0]!] as Exclude<Entry, null>).sha256).not.toBe((firstCoreEnv as Exclude<Entry, null>).sha256);
+    expect((now[ENV_FILES[0]!] as Exclude<Entry, null>).sha256).not.toBe((coreEnvBefore as Exclude<Entry, null>).sha256);
     expect(await prepareRuns()).toBe(1);
     expect(summarizeCalls(await dockerCalls(th, HOST))).toMatchObject({ load: 1, up: 1 });
+    // Traefik found its certificate: nothing was asked of the CA
+    const events = await traefikEvents(th, HOST);
+    expect(events.map((e) => `${e.event} ${e.domain}`)).toEqual([`reuse ${HOSTNAME}`]);
     expect(await health(8080)).toMatchObject({ status: 'healthy' });
     const again = await plan('--detailed-exitcode');
     expect(again.code, show(again)).toBe(0);
@@ -593,6 +658,9 @@ describe('cache VM (harbor_host, direnv, harbor) on a real host', () => {
     for (const [name, value] of Object.entries(SECRETS)) {
       const leaks = berthOutputs.filter((o) => o.text.includes(value)).map((o) => o.what);
       expect(leaks, `${name} appears in`).toEqual([]);
+    }
+    for (const value of acmeSecrets) {
+      expect(berthOutputs.filter((o) => o.text.includes(value)).map((o) => o.what), 'a key from acme.json appears in').toEqual([]);
     }
     // also no base64 or hex spelling of the AWS secret
     const b64 = Buffer.from(SECRETS.AWS_SECRET_ACCESS_KEY).toString('base64');

@@ -31,6 +31,9 @@ export const DOCKER_LOG = '/var/log/docker-double.log';
 export const UNHEALTHY_FILE = '/etc/harbor-double/unhealthy';
 export const BIND_FILE = '/etc/harbor-double/bind';
 export const SERVER_UNIT = 'harbor-double-http';
+/** The Traefik stand-in's record (one JSON line per event) and its knob for obtaining ACME certificates. */
+export const TRAEFIK_LOG = '/var/log/traefik-double.log';
+export const ACME_ISSUE_FILE = '/etc/harbor-double/acme-issue';
 
 /** The images Harbor's offline installer ships (RepoTags of the stand-in archive). */
 export const HARBOR_IMAGES = [
@@ -147,6 +150,8 @@ export async function installDockerDouble(th: TestHosts, ref: HostRef): Promise<
     `rm -f ${UNHEALTHY_FILE} /var/lib/docker-double/*.json`,
     `: > ${DOCKER_LOG}`,
     `chmod 0644 ${DOCKER_LOG}`,
+    `rm -f ${ACME_ISSUE_FILE}`,
+    `: > ${TRAEFIK_LOG}`,
     // the record starts empty: these checks are not logged
     'docker version > /dev/null && docker-compose version > /dev/null',
     `: > ${DOCKER_LOG}`,
@@ -209,6 +214,32 @@ export function summarizeCalls(calls: DockerCall[]): { load: number; up: number;
     if (cc.sub === 'config') s.config++;
   }
   return s;
+}
+
+/** What the Traefik stand-in did on each `compose up` (see the docker double's header). */
+export interface TraefikEvent {
+  t: string;
+  event: 'obtain' | 'reuse' | 'pending' | 'refused' | 'serve' | 'error';
+  domain?: string;
+  path?: string;
+  /** obtain/reuse: sha256 of the certificate's bytes in acme.json; serve: of the certificate file. */
+  certificate?: string;
+  sha256?: string;
+  key_mode?: string;
+  detail?: string;
+}
+
+export async function traefikEvents(th: TestHosts, ref: HostRef): Promise<TraefikEvent[]> {
+  const r = await must(th.ssh(ref, `cat ${TRAEFIK_LOG} 2>/dev/null || true`), 'reading the Traefik stand-in log');
+  return r.stdout
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => JSON.parse(l) as TraefikEvent);
+}
+
+/** From now on, the Traefik stand-in obtains an ACME certificate on `up` when acme.json has none (real Traefik does it on its own). */
+export async function setAcmeIssue(th: TestHosts, ref: HostRef, on: boolean): Promise<void> {
+  await must(th.ssh(ref, on ? `touch ${ACME_ISSUE_FILE}` : `rm -f ${ACME_ISSUE_FILE}`), 'setting the ACME knob');
 }
 
 /**

@@ -109,7 +109,7 @@ describe('vault values', () => {
     await resetHosts(...hosts);
     const { spec, op, ci, token } = await vaultSpec(hosts.map(webHost));
     const runs: BerthRun[] = [];
-    const generatedNote = 'note: generated vault entry app.db_password (20 random bytes, base64) and stored it in inventories/e2e/vault.age: commit that file';
+    const generatedNote = 'controller: generated vault entry app.db_password (20 random bytes, base64) and stored it in inventories/e2e/vault.age: commit that file';
     const passwords: string[] = [];
 
     // ten runs: a saved plan, exactly that plan applied, then plan and apply by turns
@@ -217,7 +217,7 @@ describe('the vault before any host is contacted', () => {
 
     const plan = await spec.plan(...PB);
     expect(plan.code, show(plan)).toBe(1);
-    expect(plan.stdout).toContain('note: generated vault entry app.db_password (20 random bytes, base64) and stored it in inventories/e2e/vault.age: commit that file');
+    expect(plan.stdout).toContain('controller: generated vault entry app.db_password (20 random bytes, base64) and stored it in inventories/e2e/vault.age: commit that file');
     expect(plan.stdout).toMatch(/ghost: FAILED: .*connect/i);
     expect(ageDecrypt(spec, ci.file).app.db_password).toMatch(/^[A-Za-z0-9+/]{27}=$/);
     // and now CI mode resolves it

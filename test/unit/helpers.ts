@@ -188,8 +188,8 @@ function nothingFor(key: string): unknown {
       // berth:remembered, the state record's remembered values: none yet
       return {};
     case 'system':
-      // a host comfortably above Harbor's minimums, with every command asked for
-      return { cpus: 4, memoryMb: 8192, diskFreeGb: 200, diskPath: '/', commands: new Proxy({}, { get: () => true, ownKeys: () => [] }) };
+      // a host comfortably above Harbor's minimums, with every command asked for and every check passing
+      return { cpus: 4, memoryMb: 8192, diskFreeGb: 200, diskPath: '/', commands: new Proxy({}, { get: () => true, ownKeys: () => [] }), checks: new Proxy({}, { get: () => true, ownKeys: () => [] }) };
     default:
       throw new Error(`test helper: no default for fact ${key}`);
   }
