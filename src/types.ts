@@ -123,6 +123,12 @@ export interface ModuleContext {
   roleDir?: string;
   /** Where the task was written, for errors. */
   pos: SourcePos;
+  /**
+   * Where a value inside an argument was written: for an argument that is one
+   * variable (`projects: "{{ projects }}"`), the line in the inventory that set
+   * it (`projects["proxy.quay.io"].mirrors`); else the argument in the task.
+   */
+  locateArg?(path: (string | number)[]): SourcePos | undefined;
   /** The user commands run as on the host ("root" with become). */
   runAs: string;
   /** Renders a template file (role templates/ first, then the spec root) with the task's variables. */

@@ -212,12 +212,33 @@ function bindTask(spec: Spec, play: PlaySpec, ref: RoleRef | undefined, t: TaskS
         return r;
       },
       readSourceFile: (src) => readFileSync(findSource(spec.root, roleDir, 'files', src, t.pos, 64 * 1024 * 1024)),
+      locateArg: (p) => argOrigin(t.args, p, vars) ?? argPos(p),
       sourceFilePath: (src) => findSource(spec.root, roleDir, 'files', src, t.pos, Number.MAX_SAFE_INTEGER),
     };
     module.check?.(args, ctx);
     out.push({ play: play.name, role: ref?.role.name, name, module, args, ctx, notify: t.notify, tags: t.tags, become });
   }
   return out;
+}
+
+const VARIABLE = /^\{\{\s*([A-Za-z_][A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*)\s*\}\}$/;
+
+/**
+ * Follows `path` through a task's raw arguments; where it meets an argument
+ * that is exactly one variable (`"{{ projects }}"`), the rest of the path is
+ * looked up in that variable's origins, so an error can name the inventory line.
+ */
+function argOrigin(raw: unknown, path: (string | number)[], vars: MergedVars): SourcePos | undefined {
+  let cur = raw;
+  for (let i = 0; i <= path.length; i++) {
+    if (typeof cur === 'string') {
+      const m = VARIABLE.exec(cur);
+      return m ? vars.locate([...m[1]!.split('.'), ...path.slice(i)]) : undefined;
+    }
+    if (i === path.length || cur === null || typeof cur !== 'object') return undefined;
+    cur = (cur as Record<string | number, unknown>)[path[i]!];
+  }
+  return undefined;
 }
 
 const NO_LOOP = Symbol('no-loop');

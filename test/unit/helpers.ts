@@ -184,6 +184,11 @@ function nothingFor(key: string): unknown {
       return { installed: false };
     case 'guard':
       return { code: 1 };
+    case 'node':
+      // node:runtimes: a Debian host without any container runtime
+      return { os: { id: 'debian', like: [], version: '12', family: 'debian' }, commands: {} };
+    case 'berth-managed':
+      return [];
     case 'system':
       // a host comfortably above Harbor's minimums, with every command asked for
       return { cpus: 4, memoryMb: 8192, diskFreeGb: 200, diskPath: '/', commands: new Proxy({}, { get: () => true, ownKeys: () => [] }) };
