@@ -10,7 +10,9 @@
 
 import { isDeepStrictEqual } from 'node:util';
 import { fileFacts, planFile } from './file.js';
-import { applyTagged, nodeFacts, planDir, selection, tag } from './node_common.js';
+import { posix } from 'node:path';
+import { applyTagged, dirFacts, nodeFacts, planDir, selection, tag } from './node_common.js';
+import { CERTS_DIRS } from './registry_ca.js';
 import { DOCKER_HUB, checkHarborHost, mirrorsFrom, type Mirror } from '../node/mirrors.js';
 import { fileKey, type FileFact } from '../facts/queries.js';
 import { BerthError } from '../util/errors.js';
@@ -26,9 +28,17 @@ export interface DockerMirrorArgs {
   /** What to do with upstreams dockerd cannot mirror: stop the plan (error) or say so (warn). */
   unmirrored?: 'error' | 'warn';
   daemon_json?: string;
+  /** The CA (PEM, in the spec) the hub mirror's certificate chains to: dockerd reads certs.d per request. */
+  ca?: string;
 }
 
 const DAEMON_JSON = '/etc/docker/daemon.json';
+
+/** /etc/docker/certs.d/<host[:port]>/ca.crt of the hub mirror, when there is one. */
+function hubCaPath(a: DockerMirrorArgs): string | undefined {
+  if (!a.hub_mirror || !a.ca) return undefined;
+  return `${CERTS_DIRS.docker}/${new URL(a.hub_mirror).host}/ca.crt`;
+}
 
 // ---------------------------------------------------------------- a minimal daemon.json edit
 
@@ -136,7 +146,12 @@ export const dockerMirrorModule: Module<DockerMirrorArgs> = {
     checkHarborHost(a.harbor, ctx.locateArg?.(['harbor']) ?? ctx.pos);
     mirrorsFrom(a.projects, ctx);
   },
-  facts: (a) => [...nodeFacts(), ...fileFacts(a.daemon_json ?? DAEMON_JSON, {}), ...fileFacts('/etc/docker', {})],
+  facts: (a) => [
+    ...nodeFacts(),
+    ...fileFacts(a.daemon_json ?? DAEMON_JSON, {}),
+    ...fileFacts('/etc/docker', {}),
+    ...(hubCaPath(a) ? [...dirFacts(posix.dirname(hubCaPath(a)!)), ...fileFacts(hubCaPath(a)!, {})] : []),
+  ],
   plan(a, state, ctx): PlannedChange[] {
     if (!selection(a.runtime, state, ctx).docker) return [];
     const mirrors = mirrorsFrom(a.projects, ctx);
@@ -165,8 +180,15 @@ export const dockerMirrorModule: Module<DockerMirrorArgs> = {
       if (e instanceof BerthError) throw new BerthError(e.message, { pos: ctx.pos, hint: e.hint });
       throw e;
     }
-    if (!edit.changed) return [];
-    return [...planDir('/etc/docker', state, ctx), ...tag('file', planFile(path, edit.text, {}, state, ctx))];
+    const out: PlannedChange[] = [];
+    // dockerd caches the system trust store at start; its certs.d is read on every pull
+    const caPath = hubCaPath(a);
+    if (caPath && a.ca) {
+      out.push(...planDir(posix.dirname(caPath), state, ctx));
+      out.push(...tag('file', planFile(caPath, ctx.readSourceFile(a.ca), { mode: '0644' }, state, ctx)));
+    }
+    if (edit.changed) out.push(...planDir('/etc/docker', state, ctx), ...tag('file', planFile(path, edit.text, {}, state, ctx)));
+    return out;
   },
   apply: applyTagged,
 };

@@ -299,7 +299,9 @@ export function setTomlString(text: string, table: TomlPath, key: string, value:
     }
     const parent = table.slice(0, -1);
     let after: Statement | undefined;
-    let headerIndent = '';
+    // indented like a sibling table (same depth under the parent), else one step in from the parent
+    let siblingIndent: string | undefined;
+    let parentIndent: string | undefined;
     for (let k = 0; k < st.length; k++) {
       const s = st[k]!;
       if (s.kind !== 'keyval' && parent.length > 0 && startsWith(s.path, parent)) {
@@ -307,9 +309,11 @@ export function setTomlString(text: string, table: TomlPath, key: string, value:
         let last = s;
         for (let m = k + 1; m < st.length && st[m]!.kind === 'keyval'; m++) last = st[m]!;
         after = last;
-        headerIndent = samePath(s.path, parent) ? `${s.indent}  ` : s.indent;
+        if (samePath(s.path, parent)) parentIndent = s.indent;
+        else if (s.path.length === table.length) siblingIndent = s.indent;
       }
     }
+    const headerIndent = siblingIndent ?? (parentIndent !== undefined ? `${parentIndent}  ` : '');
     const block = `${headerIndent}[${formatKey(table)}]${eol}${headerIndent}  ${formatKey([key])} = ${quoted}${eol}`;
     if (after) {
       const cut = after.lineEnd;

@@ -300,10 +300,13 @@ describe('the example spec on cluster nodes', () => {
       'create directory /etc/docker/certs.d/harbor-cache.example.com',
       'create file /etc/docker/certs.d/harbor-cache.example.com/ca.crt',
       'create file /usr/local/share/ca-certificates/berth-harbor-ca.crt',
+      // dockerd read the system trust store when it started; certs.d it reads on every pull
+      'create directory /etc/docker/certs.d/hub-mirror.example.com',
+      'create file /etc/docker/certs.d/hub-mirror.example.com/ca.crt',
       'update file /etc/docker/daemon.json',
       'run command update-ca-certificates',
     ]);
-    expect(plan.changes[5]!.diff).toContain('+    "registry-mirrors": ["https://hub-mirror.example.com"]');
+    expect(plan.changes[7]!.diff).toContain('+    "registry-mirrors": ["https://hub-mirror.example.com"]');
     expect(plan.warnings).toEqual([expect.stringMatching(/^k8s-node-01 runs Docker only, .*gcr\.io .*; these pulls bypass the cache$/)]);
   });
 
@@ -324,7 +327,8 @@ describe('the example spec on cluster nodes', () => {
   it('node_mirror without node_trust: the missing CA is a plan-time error', () => {
     const { programs } = buildTree(
       minimalTree({
-        'inventories/t/group_vars/all.yml': 'harbor: { hostname: h.example.com }\nprojects:\n  proxy.docker.io: { proxy: hub, mirrors: docker.io }\n',
+        'inventories/t/group_vars/all.yml': 'harbor: { hostname: h.example.com }\ntls: { ca_cert: ca.crt }\nprojects:\n  proxy.docker.io: { proxy: hub, mirrors: docker.io }\n',
+        'ca.crt': CA,
         'playbooks/site.yml': '- name: nodes\n  hosts: app\n  roles: [node_mirror]\n',
       }),
     );

@@ -74,6 +74,22 @@ describe('setTomlString', () => {
     expect((parse(r.text) as any).plugins['io.containerd.grpc.v1.cri'].registry.config_path).toBe(CERTS);
   });
 
+  it('indented like the sibling tables, not like the deepest one before it', () => {
+    const text = [
+      '[plugins."io.containerd.grpc.v1.cri"]',
+      '  sandbox_image = "registry.k8s.io/pause:3.9"',
+      '  [plugins."io.containerd.grpc.v1.cri".containerd]',
+      '    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]',
+      '      SystemdCgroup = false',
+      '',
+      '[plugins."io.containerd.internal.v1.opt"]',
+      '  path = "/var/lib/containerd/opt"',
+      '',
+    ].join('\n');
+    const r = setTomlString(`version = 2\n${text}`, V2, 'config_path', CERTS);
+    expect(r.text).toBe(`version = 2\n${text.replace('SystemdCgroup = false\n', `SystemdCgroup = false\n\n  [plugins."io.containerd.grpc.v1.cri".registry]\n    config_path = "${CERTS}"\n`)}`);
+  });
+
   it('`containerd config default`: only the value of config_path = "" changes', () => {
     const r = setTomlString(DEFAULT_DUMP, V2, 'config_path', CERTS);
     expect(r.text).toBe(DEFAULT_DUMP.replace('config_path = ""', `config_path = "${CERTS}"`));
