@@ -72,6 +72,8 @@ try {
   run('node', berth('plan', '-i', inventory, ...health, '--detailed-exitcode'));
   step('on the cache VM: Harbor\'s files, its service, and what compose was asked to do');
   run('bash', [harness, 'ssh', '1', 'ls -la /opt/harbor; systemctl is-enabled harbor; systemctl is-active harbor; cat /var/log/docker-double.log']);
+  step('on a node: containerd and containers-image pull each upstream through its Harbor proxy project');
+  run('bash', [harness, 'ssh', '2', 'cat /etc/containerd/certs.d/docker.io/hosts.toml; echo; grep -B1 config_path /etc/containerd/config.toml; echo; head -n 9 /etc/containers/registries.conf.d/zz-berth-harbor-mirrors.conf']);
   step('status: the applied commit on every host');
   run('node', berth('status', '-i', inventory, ...health));
 } catch (e) {

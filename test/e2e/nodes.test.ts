@@ -6,10 +6,11 @@
 // (docker.io, quay.io, ghcr.io, …) to 127.0.0.119, where nothing listens: a
 // pull that succeeds came through the mirror.
 //
-// Hosts: 1-2 runtime auto (containerd + containers-image), 3 containerd with a
-// config.toml of its own, 4-5 crio (containers-image, tested with skopeo as
-// CRI-O reads the same files), 6 Docker only, 7 a node given the wrong CA, and
-// the last one the registry. The tests run in order and share the hosts.
+// Six hosts (the suite's default): 1-2 runtime auto (containerd +
+// containers-image), 3 containerd with a config.toml of its own, 4-5 crio
+// (containers-image, tested with skopeo as CRI-O reads the same files), and 6
+// the registry. Later, hosts 4 and 5 are reset to become a Docker-only node and
+// a node given the wrong CA. The tests run in order and share the hosts.
 
 import { mkdtempSync, mkdirSync, writeFileSync, copyFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -28,9 +29,10 @@ const DEAD = '127.0.0.119';
 const UPSTREAMS = ['docker.io', 'registry-1.docker.io', 'index.docker.io', 'quay.io', 'ghcr.io', 'gcr.io', 'k8s.gcr.io'];
 const INVENTORY = 'inventories/e2e';
 const MAIN = [1, 2, 3, 4, 5];
-const DOCKER = 6;
-const UNTRUSTED = 7;
-const REGISTRY = 8;
+const DOCKER = 4;
+const UNTRUSTED = 5;
+const REGISTRY = 6;
+const ALL = [...MAIN, REGISTRY];
 const CERTS = '/etc/containerd/certs.d';
 const DROP_IN = '/etc/containers/registries.conf.d/zz-berth-harbor-mirrors.conf';
 
@@ -93,31 +95,24 @@ function makeSpec(): void {
   for (const d of [`${INVENTORY}/group_vars`, `${INVENTORY}/host_vars`, 'playbooks', 'files']) mkdirSync(join(specDir, d), { recursive: true });
   copyFileSync(pki.caCert, join(specDir, 'files/ca.crt'));
   copyFileSync(wrongCa.caCert, join(specDir, 'files/wrong-ca.crt'));
-  const host = (i: number) => `        ${name(i)}: { berth_host: ${e2eHost(i).address} }`;
-  writeFileSync(
-    join(specDir, INVENTORY, 'hosts.yml'),
-    [
-      'all:',
-      '  children:',
-      '    nodes:',
-      '      hosts:',
-      ...MAIN.map(host),
-      '    docker_nodes:',
-      '      hosts:',
-      host(DOCKER),
-      '    untrusted:',
-      '      hosts:',
-      host(UNTRUSTED),
-      '',
-    ].join('\n'),
-  );
+  writeInventory({ nodes: MAIN });
   writeSpec();
-  const hv = (i: number, text: string) => writeFileSync(join(specDir, INVENTORY, 'host_vars', `${name(i)}.yml`), text);
-  hv(3, 'nodes: { runtime: containerd }\n');
-  hv(4, 'nodes: { runtime: crio }\n');
-  hv(5, 'nodes: { runtime: crio }\n');
-  hv(UNTRUSTED, '# this node was given a CA that did not sign the cache\'s certificate\ntls: { ca_cert: files/wrong-ca.crt }\n');
+  hostVars(3, 'nodes: { runtime: containerd }\n');
+  hostVars(4, 'nodes: { runtime: crio }\n');
+  hostVars(5, 'nodes: { runtime: crio }\n');
   writeFileSync(join(specDir, 'playbooks/site.yml'), '- name: Cluster nodes\n  hosts: all\n  roles: [node_trust, node_mirror]\n');
+}
+
+function hostVars(i: number, text: string): void {
+  writeFileSync(join(specDir, INVENTORY, 'host_vars', `${name(i)}.yml`), text);
+}
+
+function writeInventory(groups: Record<string, number[]>): void {
+  const lines = ['all:', '  children:'];
+  for (const [g, members] of Object.entries(groups)) {
+    lines.push(`    ${g}:`, '      hosts:', ...members.map((i) => `        ${name(i)}: { berth_host: ${e2eHost(i).address} }`));
+  }
+  writeFileSync(join(specDir, INVENTORY, 'hosts.yml'), `${lines.join('\n')}\n`);
 }
 
 const outputs: string[] = [];
@@ -155,9 +150,9 @@ async function timed<T>(what: string, f: () => Promise<T>): Promise<T> {
 // ---------------------------------------------------------------- setup
 
 beforeAll(async () => {
-  if (e2eHosts().length < REGISTRY) throw new Error(`nodes.test.ts needs ${REGISTRY} e2e hosts (BERTH_E2E_HOSTS=${REGISTRY}), there are ${e2eHosts().length}`);
+  if (e2eHosts().length < REGISTRY) throw new Error(`nodes.test.ts needs ${REGISTRY} e2e hosts (BERTH_E2E_HOSTS), there are ${e2eHosts().length}`);
   await buildBerth();
-  await resetHosts(...[...MAIN, DOCKER, UNTRUSTED, REGISTRY].map(name));
+  await resetHosts(...ALL.map(name));
   // nothing may answer where the upstream names point
   expect((await listListeners()).filter((l) => l.local.startsWith(`${DEAD}:`))).toEqual([]);
 
@@ -169,7 +164,6 @@ beforeAll(async () => {
   // a stand-in for a path-rewriting proxy in front of Harbor: Docker Hub's names at its root, for dockerd
   hub = { unit: 'berth-e2e-hub-mirror', addr: `${regAddr}:5443`, hostname: HUB_MIRROR, caCert: pki.caCert, ...cert };
 
-  const hosts = (names: string[]) => `printf '%s\\n' ${shWords([`${regAddr} ${HARBOR} ${HUB_MIRROR}`, `${DEAD} ${names.join(' ')}`])} >> /etc/hosts`;
   await sh(REGISTRY, `echo ${shWords([`${regAddr} ${HARBOR} ${HUB_MIRROR}`])} >> /etc/hosts`);
   await startRegistry(th, REGISTRY, reg);
   await startRegistry(th, REGISTRY, hub);
@@ -181,22 +175,16 @@ beforeAll(async () => {
   await push(th, REGISTRY, reg, '/root/oci', 'ghcr', 'proxy.ghcr.io/berth/tiny:1.0');
   await push(th, REGISTRY, hub, '/root/oci', 'docker', 'library/tiny:1.0');
 
-  for (const i of [...MAIN, DOCKER, UNTRUSTED]) await sh(i, hosts(UPSTREAMS));
+  for (const i of MAIN) await mapNames(i);
   await sh(3, 'cat > /etc/containerd/config.toml && systemctl restart containerd', OWN_CONFIG);
-  // a Docker node: Docker's containerd runs without its CRI plugin, no containers-image tools;
-  // dockerd runs (without IP forwarding: the hosts share this machine's network)
-  await sh(
-    DOCKER,
-    [
-      `printf 'disabled_plugins = ["cri"]\\n' > /etc/containerd/config.toml`,
-      'systemctl restart containerd',
-      'rm -f /usr/bin/skopeo && rm -rf /etc/containers',
-      `printf '{\\n  "bridge": "none",\\n  "iptables": false,\\n  "ip6tables": false,\\n  "ip-forward": false\\n}\\n' > /etc/docker/daemon.json`,
-      'systemctl start docker',
-    ].join(' && '),
-  );
   makeSpec();
 }, 300_000);
+
+/** The cache's names to the registry, the upstream names to where nothing listens. */
+async function mapNames(i: number): Promise<void> {
+  const regAddr = e2eHost(REGISTRY).address;
+  await sh(i, `printf '%s\\n' ${shWords([`${regAddr} ${HARBOR} ${HUB_MIRROR}`, `${DEAD} ${UPSTREAMS.join(' ')}`])} >> /etc/hosts`);
+}
 
 function shWords(ws: string[]): string {
   return ws.map((w) => `'${w.replace(/'/g, `'\\''`)}'`).join(' ');
@@ -208,7 +196,7 @@ afterAll(async () => {
   if (pki) rmSync(pki.dir, { recursive: true, force: true });
   if (wrongCa) rmSync(wrongCa.dir, { recursive: true, force: true });
   // the hosts this file changed go back to the image
-  await resetHosts(...[...MAIN, DOCKER, UNTRUSTED, REGISTRY].map(name));
+  await resetHosts(...ALL.map(name));
 }, 300_000);
 
 // ---------------------------------------------------------------- the tests
@@ -324,36 +312,6 @@ describe('cluster nodes through the cache (containerd, containers-image, Docker)
     expect(r.stdout).toContain(`${name(2)} pulls through the cache (4 pull(s) verified).`);
   });
 
-  it('a node without the CA fails with x509, and the verification says so', async () => {
-    // node 7 was given a CA that did not sign the cache's certificate: the apply works, the pulls do not
-    const r = await onboard(name(UNTRUSTED), '--json');
-    expect(r.code, show(r)).toBe(1);
-    const rep = json<OnboardReport>(r);
-    expect(rep.ok).toBe(false);
-    const failed = rep.checks.filter((c) => c.status === 'failed');
-    expect(failed.map((c) => `${c.upstream} ${c.runtime}`).sort()).toEqual(['docker.io containerd', 'docker.io containers-image', 'quay.io containerd', 'quay.io containers-image']);
-    for (const c of failed) {
-      expect(c.error).toMatch(/x509: certificate signed by unknown authority/);
-      expect(c.hint).toMatch(/does not trust the cache's certificate/);
-    }
-    const text = await onboard(name(UNTRUSTED), '--verify-only');
-    expect(text.code).toBe(1);
-    expect(text.stdout).toMatch(/✖ docker\.io docker\.io\/library\/tiny:1\.0 containerd \(ctr\): FAILED: .*x509: certificate signed by unknown authority/);
-    expect(text.stdout).toContain(`${name(UNTRUSTED)}: 4 verification pull(s) failed.`);
-
-    // node 1 loses its CA copies and the system trust: --verify-only reports it, onboard repairs it
-    await sh(1, `rm -f ${CERTS}/${HARBOR}/ca.crt /etc/containers/certs.d/${HARBOR}/ca.crt /etc/docker/certs.d/${HARBOR}/ca.crt /usr/local/share/ca-certificates/berth-harbor-ca.crt && update-ca-certificates --fresh >/dev/null`);
-    const lost = await onboard(name(1), '--verify-only', '--json');
-    expect(lost.code, show(lost)).toBe(1);
-    const byRt = new Map(json<OnboardReport>(lost).checks.filter((c) => c.upstream === 'docker.io').map((c) => [c.runtime, c]));
-    expect(byRt.get('containers-image')!.error).toMatch(/x509: certificate signed by unknown authority/);
-    expect(byRt.get('containerd')!.error).toMatch(new RegExp(`unable to read CA cert "${CERTS}/${HARBOR}/ca.crt"`));
-    const fixed = await onboard(name(1), '--json');
-    expect(fixed.code, show(fixed)).toBe(0);
-    const applied = json<OnboardReport & { apply: BerthJson }>(fixed).apply.hosts[0]!.changes;
-    expect(outline(applied)).toEqual(expect.arrayContaining([`create file ${CERTS}/${HARBOR}/ca.crt`, 'create file /usr/local/share/ca-certificates/berth-harbor-ca.crt', 'run command update-ca-certificates']));
-  });
-
   it('adding a proxy project plans its hosts.toml and drop-in entry on every node, and nothing else', async () => {
     writeSpec('  proxy.ghcr.io: { public: true, quota: -1, proxy: ghcr, mirrors: ghcr.io }\n');
     const p = await plan('-l', 'nodes', '--json');
@@ -374,37 +332,89 @@ describe('cluster nodes through the cache (containerd, containers-image, Docker)
     expect(json<OnboardReport>(v).checks.filter((c) => c.upstream === 'ghcr.io').map((c) => `${c.status} ${c.runtime}`)).toEqual(['ok containerd', 'ok containers-image']);
   });
 
-  it('a Docker-only node with a non-Docker-Hub upstream: a clear plan-time error at the project, nothing changed', async () => {
-    const p = await plan('-l', 'docker_nodes');
-    expect(p.code, show(p)).toBe(1);
-    const err = `${INVENTORY}/group_vars/all.yml:${DOCKER_IO_MIRRORS.line}:${DOCKER_IO_MIRRORS.col}: projects.proxy.docker.io.mirrors: ${name(DOCKER)} runs Docker only, and dockerd cannot pull through Harbor proxy projects: docker.io (project proxy.docker.io: a dockerd mirror URL cannot carry the project path); ghcr.io (project proxy.ghcr.io: dockerd mirrors only Docker Hub); quay.io (project proxy.quay.io: dockerd mirrors only Docker Hub)`;
-    expect(p.stdout).toContain(`${name(DOCKER)}: FAILED: ${err} (run the node on containerd or CRI-O`);
-    const a = await apply('-l', 'docker_nodes');
-    expect(a.code, show(a)).toBe(1);
-    expect(a.stdout).toContain(err);
-    expect((await th.ssh(DOCKER, `test -e /etc/docker/certs.d/${HARBOR} || test -e /usr/local/share/ca-certificates/berth-harbor-ca.crt`)).code).toBe(1);
-  });
+  describe('hosts 4 and 5 reset: a Docker-only node, and a node given the wrong CA', () => {
+    beforeAll(async () => {
+      await resetHosts(name(DOCKER), name(UNTRUSTED));
+      for (const i of [DOCKER, UNTRUSTED]) await mapNames(i);
+      // a Docker node: Docker's containerd runs without its CRI plugin, no containers-image tools;
+      // dockerd runs (without IP forwarding: the hosts share this machine's network)
+      await sh(
+        DOCKER,
+        [
+          `printf 'disabled_plugins = ["cri"]\\n' > /etc/containerd/config.toml`,
+          'systemctl restart containerd',
+          'rm -f /usr/bin/skopeo && rm -rf /etc/containers',
+          `printf '{\\n  "bridge": "none",\\n  "iptables": false,\\n  "ip6tables": false,\\n  "ip-forward": false\\n}\\n' > /etc/docker/daemon.json`,
+          'systemctl start docker',
+        ].join(' && '),
+      );
+      writeInventory({ nodes: [1, 2, 3], docker_nodes: [DOCKER], untrusted: [UNTRUSTED] });
+      hostVars(DOCKER, '# a Docker-only node\n');
+      hostVars(UNTRUSTED, "# this node was given a CA that did not sign the cache's certificate\ntls: { ca_cert: files/wrong-ca.crt }\n");
+    }, 300_000);
 
-  it('a Docker node with a Docker Hub endpoint without project path: registry-mirrors, a reload, explicit project pulls verified', async () => {
-    writeFileSync(join(specDir, INVENTORY, 'host_vars', `${name(DOCKER)}.yml`), `nodes:\n  docker: { hub_mirror: "https://${HUB_MIRROR}:5443", unmirrored: warn }\n`);
-    const daemonBefore = await sh(DOCKER, 'cat /etc/docker/daemon.json');
-    const pid = (await sh(DOCKER, 'systemctl show -p MainPID --value docker')).trim();
-    const r = await onboard(name(DOCKER));
-    expect(r.code, show(r)).toBe(0);
-    expect(r.stdout).toMatch(/warning: .* runs Docker only, .*ghcr\.io .*quay\.io .*these pulls bypass the cache/);
-    expect(r.stdout).toContain('! command systemctl reload docker.service');
-    // the other keys as they were, one added
-    expect(await sh(DOCKER, 'cat /etc/docker/daemon.json')).toBe(daemonBefore.replace('"ip-forward": false\n', `"ip-forward": false,\n  "registry-mirrors": ["https://${HUB_MIRROR}:5443"]\n`));
-    // reloaded, not restarted, and dockerd took the mirror
-    expect((await sh(DOCKER, 'systemctl show -p MainPID --value docker')).trim()).toBe(pid);
-    expect(await sh(DOCKER, "docker info --format '{{json .RegistryConfig.Mirrors}}'")).toContain(`https://${HUB_MIRROR}:5443/`);
-    expect(r.stdout).toMatch(/✔ docker\.io docker\.io\/library\/tiny:1\.0 docker \(docker\): from harbor\.nodes-e2e\.test\/proxy\.docker\.io\/library\/tiny:1\.0/);
-    // a Docker Hub name now comes from the mirror (docker.io itself leads nowhere)
-    const pulled = await th.ssh(DOCKER, 'docker pull tiny:1.0');
-    expect(pulled.code, pulled.stderr).toBe(0);
-    expect((await accessLog(th, REGISTRY, hub.unit)).some((l) => l.includes('/v2/library/tiny/manifests/1.0 HTTP/1.1" 200') && l.includes('docker/'))).toBe(true);
-  });
+    it('a node without the CA fails with x509, and the verification says so', async () => {
+      // node 5 was given a CA that did not sign the cache's certificate: the apply works, the pulls do not
+      const r = await onboard(name(UNTRUSTED), '--json');
+      expect(r.code, show(r)).toBe(1);
+      const rep = json<OnboardReport>(r);
+      expect(rep.ok).toBe(false);
+      const failed = rep.checks.filter((c) => c.status === 'failed');
+      expect(failed.map((c) => `${c.upstream} ${c.runtime}`).sort()).toEqual(['docker.io', 'ghcr.io', 'quay.io'].flatMap((u) => [`${u} containerd`, `${u} containers-image`]));
+      for (const c of failed) {
+        expect(c.error).toMatch(/x509: certificate signed by unknown authority/);
+        expect(c.hint).toMatch(/does not trust the cache's certificate/);
+      }
+      const text = await onboard(name(UNTRUSTED), '--verify-only');
+      expect(text.code).toBe(1);
+      expect(text.stdout).toMatch(/✖ docker\.io docker\.io\/library\/tiny:1\.0 containerd \(ctr\): FAILED: .*x509: certificate signed by unknown authority/);
+      expect(text.stdout).toContain(`${name(UNTRUSTED)}: 6 verification pull(s) failed.`);
 
+      // node 1 loses its CA copies and the system trust: --verify-only reports it, onboard repairs it
+      await sh(1, `rm -f ${CERTS}/${HARBOR}/ca.crt /etc/containers/certs.d/${HARBOR}/ca.crt /etc/docker/certs.d/${HARBOR}/ca.crt /usr/local/share/ca-certificates/berth-harbor-ca.crt && update-ca-certificates --fresh >/dev/null`);
+      const lost = await onboard(name(1), '--verify-only', '--json');
+      expect(lost.code, show(lost)).toBe(1);
+      const byRt = new Map(json<OnboardReport>(lost).checks.filter((c) => c.upstream === 'docker.io').map((c) => [c.runtime, c]));
+      expect(byRt.get('containers-image')!.error).toMatch(/x509: certificate signed by unknown authority/);
+      expect(byRt.get('containerd')!.error).toMatch(new RegExp(`unable to read CA cert "${CERTS}/${HARBOR}/ca.crt"`));
+      const fixed = await onboard(name(1), '--json');
+      expect(fixed.code, show(fixed)).toBe(0);
+      const applied = json<OnboardReport & { apply: BerthJson }>(fixed).apply.hosts[0]!.changes;
+      expect(outline(applied)).toEqual(expect.arrayContaining([`create file ${CERTS}/${HARBOR}/ca.crt`, 'create file /usr/local/share/ca-certificates/berth-harbor-ca.crt', 'run command update-ca-certificates']));
+    });
+
+    it('a Docker-only node with a non-Docker-Hub upstream: a clear plan-time error at the project, nothing changed', async () => {
+      const p = await plan('-l', 'docker_nodes');
+      expect(p.code, show(p)).toBe(1);
+      const err = `${INVENTORY}/group_vars/all.yml:${DOCKER_IO_MIRRORS.line}:${DOCKER_IO_MIRRORS.col}: projects.proxy.docker.io.mirrors: ${name(DOCKER)} runs Docker only, and dockerd cannot pull through Harbor proxy projects: docker.io (project proxy.docker.io: a dockerd mirror URL cannot carry the project path); ghcr.io (project proxy.ghcr.io: dockerd mirrors only Docker Hub); quay.io (project proxy.quay.io: dockerd mirrors only Docker Hub)`;
+      expect(p.stdout).toContain(`${name(DOCKER)}: FAILED: ${err} (run the node on containerd or CRI-O`);
+      const a = await apply('-l', 'docker_nodes');
+      expect(a.code, show(a)).toBe(1);
+      expect(a.stdout).toContain(err);
+      expect((await th.ssh(DOCKER, `test -e /etc/docker/certs.d/${HARBOR} || test -e /usr/local/share/ca-certificates/berth-harbor-ca.crt`)).code).toBe(1);
+    });
+
+    it('a Docker node with a Docker Hub endpoint without project path: registry-mirrors, a reload, explicit project pulls verified', async () => {
+      writeFileSync(join(specDir, INVENTORY, 'host_vars', `${name(DOCKER)}.yml`), `nodes:\n  docker: { hub_mirror: "https://${HUB_MIRROR}:5443", unmirrored: warn }\n`);
+      const daemonBefore = await sh(DOCKER, 'cat /etc/docker/daemon.json');
+      const pid = (await sh(DOCKER, 'systemctl show -p MainPID --value docker')).trim();
+      const r = await onboard(name(DOCKER));
+      expect(r.code, show(r)).toBe(0);
+      expect(r.stdout).toMatch(/warning: .* runs Docker only, .*ghcr\.io .*quay\.io .*these pulls bypass the cache/);
+      expect(r.stdout).toContain('! command systemctl reload docker.service');
+      // the other keys as they were, one added
+      expect(await sh(DOCKER, 'cat /etc/docker/daemon.json')).toBe(daemonBefore.replace('"ip-forward": false\n', `"ip-forward": false,\n  "registry-mirrors": ["https://${HUB_MIRROR}:5443"]\n`));
+      // reloaded, not restarted, and dockerd took the mirror
+      expect((await sh(DOCKER, 'systemctl show -p MainPID --value docker')).trim()).toBe(pid);
+      expect(await sh(DOCKER, "docker info --format '{{json .RegistryConfig.Mirrors}}'")).toContain(`https://${HUB_MIRROR}:5443/`);
+      expect(r.stdout).toMatch(/✔ docker\.io docker\.io\/library\/tiny:1\.0 docker \(docker\): from harbor\.nodes-e2e\.test\/proxy\.docker\.io\/library\/tiny:1\.0/);
+      // a Docker Hub name now comes from the mirror (docker.io itself leads nowhere)
+      const pulled = await th.ssh(DOCKER, 'docker pull tiny:1.0');
+      expect(pulled.code, pulled.stderr).toBe(0);
+      expect((await accessLog(th, REGISTRY, hub.unit)).some((l) => l.includes('/v2/library/tiny/manifests/1.0 HTTP/1.1" 200') && l.includes('docker/'))).toBe(true);
+    });
+
+  });
   it('no secret-free run printed a stack trace', () => {
     for (const o of outputs) expect(o).not.toMatch(/\n\s+at \S+ \(/);
   });
