@@ -11,7 +11,7 @@ import { CERTS_DIRS } from '../modules/registry_ca.js';
 import { mirrorsFrom, parseImageRef, type ImageRef } from '../node/mirrors.js';
 import { buildChecks, parseCheck, type CheckResult } from '../node/verify.js';
 import { renderJson, renderText, summarize } from '../plan/render.js';
-import { varsFor } from '../spec/load.js';
+import { loadSpec, varsFor } from '../spec/load.js';
 import { openTransport } from '../transport/index.js';
 import { redact } from '../secrets/secret.js';
 import { BerthError } from '../util/errors.js';
@@ -44,10 +44,13 @@ export interface OnboardReport {
 export async function runOnboard(base: RunOptions, node: string, o: OnboardOptions, out: (s: string) => void): Promise<number> {
   if (base.limit) throw new BerthError('onboard takes its node as the argument; --limit does not apply');
   const opts: RunOptions = { ...base, limit: node };
-  const prep = await prepare(opts);
-  if (!prep.spec.inventory.hosts.has(node)) {
-    throw new BerthError(`${node} is a group, not a host`, { hint: 'berth onboard takes one node; berth apply -l <group> applies a group' });
+  const inv = loadSpec(opts).inventory;
+  if (!inv.hosts.has(node)) {
+    if (inv.groups.has(node)) throw new BerthError(`${node} is a group, not a host`, { hint: 'berth onboard takes one node; berth apply -l <group> applies a group' });
+    const hosts = [...inv.hosts.keys()];
+    throw new BerthError(`no host named ${JSON.stringify(node)} in ${base.inventory}`, { hint: `add it to the nodes group first; hosts: ${hosts.slice(0, 12).join(', ')}${hosts.length > 12 ? ', …' : ''}` });
   }
+  const prep = await prepare(opts);
   const program = prep.programs[0]!;
   const mirrorTasks = program.segments.flatMap((s) => s.tasks).filter((t) => MIRROR_MODULES.includes(t.module.name));
   if (!mirrorTasks.length) {

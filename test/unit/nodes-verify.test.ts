@@ -8,7 +8,8 @@ import { describe, expect, it } from 'vitest';
 import { buildChecks, logFields, parseCheck, type Check } from '../../src/node/verify.js';
 import { parseImageRef, type Mirror } from '../../src/node/mirrors.js';
 import { parseRuntimes } from '../../src/facts/runtimes.js';
-import { renderReport } from '../../src/cli/onboard.js';
+import { renderReport, runOnboard } from '../../src/cli/onboard.js';
+import { BerthError } from '../../src/util/errors.js';
 import { REPO, berthError } from './helpers.js';
 
 const FIXTURES = join(REPO, 'test', 'fixtures', 'nodes');
@@ -130,5 +131,29 @@ describe('the onboard report', () => {
         '',
       ].join('\n'),
     );
+  });
+});
+
+describe('berth onboard refuses, before contacting any host', () => {
+  const SECRETS = ['HARBOR_ADMIN_PASSWORD', 'HARBOR_DB_PASSWORD', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY'];
+  const opts = { root: REPO, inventory: 'inventories/example' };
+  const fails = async (node: string, more: object = {}, o: object = {}) => {
+    SECRETS.forEach((k, i) => (process.env[k] ??= `example-secret-${i}-value`));
+    const seen: string[] = [];
+    const err = await runOnboard({ ...opts, ...more }, node, o, (s) => seen.push(s)).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(seen).toEqual([]);
+    expect(err).toBeInstanceOf(BerthError);
+    return (err as BerthError).format();
+  };
+
+  it('an unknown node, a group, a node without node_mirror, --limit, a bad --image', async () => {
+    expect(await fails('k8s-node-09')).toBe('no host named "k8s-node-09" in inventories/example (add it to the nodes group first; hosts: harbor-cache-01, k8s-node-01, k8s-node-02)');
+    expect(await fails('nodes')).toBe('nodes is a group, not a host (berth onboard takes one node; berth apply -l <group> applies a group)');
+    expect(await fails('harbor-cache-01')).toBe('no play in playbooks/site.yml gives harbor-cache-01 the node_mirror role (put the node in the group of the nodes play (e.g. nodes))');
+    expect(await fails('k8s-node-01', { limit: 'nodes' })).toBe('onboard takes its node as the argument; --limit does not apply');
+    expect(await fails('k8s-node-01', {}, { verifyOnly: true, images: ['Bad Image'] })).toBe('--image #1: "Bad Image" is not an image reference (e.g. library/busybox:1.36 or quay.io/prometheus/busybox:latest)');
   });
 });
