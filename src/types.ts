@@ -123,12 +123,6 @@ export interface ModuleContext {
   roleDir?: string;
   /** Where the task was written, for errors. */
   pos: SourcePos;
-  /**
-   * Where a value inside an argument was written: for an argument that is one
-   * variable (`projects: "{{ projects }}"`), the line in the inventory that set
-   * it (`projects["proxy.quay.io"].mirrors`); else the argument in the task.
-   */
-  locateArg?(path: (string | number)[]): SourcePos | undefined;
   /** The user commands run as on the host ("root" with become). */
   runAs: string;
   /** Renders a template file (role templates/ first, then the spec root) with the task's variables. */
@@ -139,6 +133,13 @@ export interface ModuleContext {
   sourceFilePath(src: string): string;
   /** A warning shown with the plan (set by the planner; a no-op elsewhere). */
   warn?(message: string): void;
+  /**
+   * Where the value of an argument was written: for an argument templated
+   * from one variable (`"{{ item.value.proxy }}"`), the variable's own line
+   * in group_vars; otherwise the argument in the task. For errors a module
+   * finds while planning.
+   */
+  locateArg?(path: (string | number)[]): SourcePos;
 }
 
 export interface SimState {

@@ -149,6 +149,11 @@ describe('mirrors from the projects', () => {
 const SECRETS = ['HARBOR_ADMIN_PASSWORD', 'HARBOR_DB_PASSWORD', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY'];
 const EXAMPLE = join(REPO, 'inventories/example/group_vars/all.yml');
 const exampleLine = (needle: string) => readFileSync(EXAMPLE, 'utf8').split('\n').findIndex((l) => l.includes(needle)) + 1;
+/** line:col of `mirrors: <value>`'s value on the line that names `project`. */
+const exampleMirrors = (project: string) => {
+  const line = readFileSync(EXAMPLE, 'utf8').split('\n')[exampleLine(`${project}:`) - 1]!;
+  return `${exampleLine(`${project}:`)}:${line.indexOf('mirrors: ') + 'mirrors: '.length + 1}`;
+};
 const CA = readFileSync(join(REPO, 'inventories/example/files/harbor-ca.crt'));
 const DEBIAN_CONFIG = Buffer.from(DEBIAN_OUT.split('\n').find((l) => l.startsWith('containerd-config|'))!.slice(18), 'base64').toString('utf8');
 
@@ -281,12 +286,12 @@ describe('the example spec on cluster nodes', () => {
     const e = berthError(() => planHost(prog, factsFor(prog, nodeFacts(docker))));
     // the first project dockerd cannot serve is proxy.docker.io (no project path in a mirror URL)
     expect(e.format()).toBe(
-      `inventories/example/group_vars/all.yml:${exampleLine('proxy.docker.io:')}:76: projects.proxy.docker.io.mirrors: k8s-node-01 runs Docker only, and dockerd cannot pull through Harbor proxy projects: docker.io (project proxy.docker.io: a dockerd mirror URL cannot carry the project path); gcr.io (project proxy.gcr.io: dockerd mirrors only Docker Hub); k8s.gcr.io (project proxy.k8s.gcr.io: dockerd mirrors only Docker Hub); quay.io (project proxy.quay.io: dockerd mirrors only Docker Hub) (run the node on containerd or CRI-O, pull <harbor>/<project>/<image> explicitly, or set nodes.docker.unmirrored: warn (README: "Docker nodes"))`,
+      `inventories/example/group_vars/all.yml:${exampleMirrors('proxy.docker.io')}: projects.proxy.docker.io.mirrors: k8s-node-01 runs Docker only, and dockerd cannot pull through Harbor proxy projects: docker.io (project proxy.docker.io: a dockerd mirror URL cannot carry the project path); gcr.io (project proxy.gcr.io: dockerd mirrors only Docker Hub); k8s.gcr.io (project proxy.k8s.gcr.io: dockerd mirrors only Docker Hub); quay.io (project proxy.quay.io: dockerd mirrors only Docker Hub) (run the node on containerd or CRI-O, pull <harbor>/<project>/<image> explicitly, or set nodes.docker.unmirrored: warn (README: "Docker nodes"))`,
     );
     // with a Docker Hub endpoint that needs no project path, the first upstream left is gcr.io
     const hub = exampleNode(['nodes={docker: {hub_mirror: "https://hub-mirror.example.com"}}']);
     expect(berthError(() => planHost(hub, factsFor(hub, nodeFacts(docker)))).format()).toMatch(
-      new RegExp(`^inventories/example/group_vars/all\\.yml:${exampleLine('proxy.gcr.io:')}:\\d+: projects\\.proxy\\.gcr\\.io\\.mirrors: k8s-node-01 runs Docker only, .*: gcr\\.io \\(project proxy\\.gcr\\.io: dockerd mirrors only Docker Hub\\); k8s\\.gcr\\.io`),
+      new RegExp(`^inventories/example/group_vars/all\\.yml:${exampleMirrors('proxy.gcr.io')}: projects\\.proxy\\.gcr\\.io\\.mirrors: k8s-node-01 runs Docker only, .*: gcr\\.io \\(project proxy\\.gcr\\.io: dockerd mirrors only Docker Hub\\); k8s\\.gcr\\.io`),
     );
   });
 
