@@ -146,7 +146,7 @@ describe('mirrors from the projects', () => {
 
 // ---------------------------------------------------------------- the example spec on nodes
 
-const SECRETS = ['HARBOR_ADMIN_PASSWORD', 'HARBOR_DB_PASSWORD', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY'];
+const SECRETS = ['HARBOR_ADMIN_PASSWORD', 'HARBOR_DB_PASSWORD', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'OIDC_CLIENT_SECRET'];
 const EXAMPLE = join(REPO, 'inventories/example/group_vars/all.yml');
 const exampleLine = (needle: string) => readFileSync(EXAMPLE, 'utf8').split('\n').findIndex((l) => l.includes(needle)) + 1;
 /** line:col of `mirrors: <value>`'s value on the line that names `project`. */
