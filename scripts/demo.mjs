@@ -2,15 +2,16 @@
 // npm run demo: boots three sandbox hosts (systemd-nspawn containers with sshd
 // on 127.0.0.41-43) and a stand-in for Harbor's API (the tests' Harbor fake, on
 // 127.0.0.44), then plan → apply (exactly that plan) → plan again of the
-// example spec, drift made in Harbor → plan → apply, then berth status, and
-// stops the hosts. BERTH_DEMO_KEEP=1
-// leaves them running (stop them with: npm run demo:down).
+// example spec, drift made in Harbor → plan → apply, berth status, onboards a
+// node with a verification pull through a stand-in cache, and stops the hosts.
+// BERTH_DEMO_KEEP=1 leaves them running (stop them with: npm run demo:down).
 
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
+import { writeOciLayout } from './sandbox/tiny-image.mjs';
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..');
 const harness = join(repo, 'test', 'hosts', 'testhosts.sh');
@@ -26,6 +27,15 @@ const inventory = 'inventories/example';
 const planFile = '/tmp/berth-demo/plan.json';
 const sandbox = join(repo, 'scripts', 'sandbox');
 const cacheAddr = '127.0.0.41';
+const harborName = 'harbor-cache.example.com';
+// where the upstream names (docker.io, quay.io, …) point on the nodes: nothing listens there,
+// so a pull that works came through the cache
+const deadAddr = '127.0.0.49';
+const upstreams = ['docker.io', 'registry-1.docker.io', 'index.docker.io', 'quay.io', 'gcr.io', 'k8s.gcr.io'];
+// the sandbox has no Harbor and no key for the example's CA: the demo makes a CA of its own,
+// and the spec's tls.ca_cert must be a file inside the spec (.berth/ is ignored by git)
+const pkiDir = '/tmp/berth-demo/pki';
+const demoCa = '.berth/demo-ca.crt';
 // The example's secrets come from the environment; the demo makes up its own.
 for (const k of ['HARBOR_ADMIN_PASSWORD', 'HARBOR_DB_PASSWORD', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'OIDC_CLIENT_SECRET']) {
   env[k] ??= `demo-${k.toLowerCase()}-${randomBytes(6).toString('hex')}`;
@@ -64,6 +74,41 @@ async function startHarborApi() {
   });
 }
 
+/** Runs a command quietly (setup the demo is not about); its output only if it fails. */
+function quiet(what, cmd, args, input) {
+  const r = spawnSync(cmd, args, { cwd: repo, env, input, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+  if (r.status !== 0) throw new Error(`${what}: ${cmd} ${args.join(' ')} exited ${r.status}\n${r.stdout}${r.stderr}`);
+  return String(r.stdout);
+}
+
+const onHost = (i, what, script, input) => quiet(what, 'bash', [harness, 'ssh', String(i), script], input);
+
+/** The CA, the registry on the cache VM, its images, and the names on the nodes. */
+function standInCache() {
+  rmSync(pkiDir, { recursive: true, force: true });
+  mkdirSync(pkiDir, { recursive: true });
+  const ssl = (...args) => quiet('openssl', 'openssl', args.map((a) => a.replaceAll('@', pkiDir)));
+  ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', '@/ca.key', '-out', '@/ca.crt', '-days', '7', '-subj', '/CN=berth demo CA');
+  ssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', '@/server.key', '-out', '@/server.csr', '-subj', `/CN=${harborName}`);
+  quiet('ext', 'sh', ['-c', `printf 'subjectAltName=DNS:${harborName}\nextendedKeyUsage=serverAuth\n' > ${pkiDir}/server.ext`]);
+  ssl('x509', '-req', '-in', '@/server.csr', '-CA', '@/ca.crt', '-CAkey', '@/ca.key', '-CAcreateserial', '-out', '@/server.crt', '-days', '7', '-extfile', '@/server.ext');
+  mkdirSync(join(repo, '.berth'), { recursive: true });
+  copyFileSync(join(pkiDir, 'ca.crt'), join(repo, demoCa));
+  const unit = 'berth-demo-harbor';
+  for (const f of ['server.crt', 'server.key', 'ca.crt']) onHost(1, `copy ${f}`, `mkdir -p /etc/${unit} && umask 077 && cat > /etc/${unit}/${f}`, readFileSync(join(pkiDir, f)));
+  onHost(1, 'names', `echo '${cacheAddr} ${harborName}' >> /etc/hosts`);
+  onHost(1, 'registry', `sh -s ${unit} ${cacheAddr}:443 ${harborName}`, readFileSync(join(sandbox, 'start-registry.sh')));
+  const layout = writeOciLayout(join(pkiDir, 'oci'), ['docker', 'quay']);
+  const tar = spawnSync('tar', ['-C', layout, '-cf', '-', '.']).stdout;
+  onHost(1, 'copy the images', 'mkdir -p /root/oci && tar -x -C /root/oci', tar);
+  for (const [ref, repo] of [['docker', 'proxy.docker.io/library/tiny:1.0'], ['quay', 'proxy.quay.io/berth/tiny:1.0']]) {
+    onHost(1, `push ${repo}`, `mkdir -p /tmp/${unit}-certs && cp /etc/${unit}/ca.crt /tmp/${unit}-certs/ && skopeo copy -q --dest-cert-dir /tmp/${unit}-certs oci:/root/oci:${ref} docker://${harborName}/${repo}`);
+    process.stdout.write(`pushed ${harborName}/${repo}\n`);
+  }
+  for (const i of [2, 3]) onHost(i, 'names', `printf '%s\\n' '${cacheAddr} ${harborName}' '${deadAddr} ${upstreams.join(' ')}' >> /etc/hosts`);
+  process.stdout.write(`on the nodes: ${harborName} → ${cacheAddr}; ${upstreams.join(', ')} → ${deadAddr} (nothing listens there)\n`);
+}
+
 if (process.getuid?.() !== 0) {
   console.error('npm run demo needs root: the sandbox hosts are systemd-nspawn containers.');
   process.exit(1);
@@ -89,9 +134,13 @@ try {
     `harbor={health_url: "http://${cacheAddr}:8080/api/v2.0/health", health_timeout: 60}`,
     '-e',
     `harbor_api={url: "http://${apiAddr}:${apiPort}"}`,
+    '-e',
+    `tls={ca_cert: ${demoCa}}`,
   ];
   step(`Harbor's API: the fake of the tests on ${apiAddr}:${apiPort} (registries, projects, OIDC go there)`);
   await startHarborApi();
+  step('a stand-in for Harbor\'s /v2 on the cache VM: docker-registry with TLS from a throwaway CA, holding tiny images under project paths');
+  standInCache();
   step('validate the spec (no host contacted)');
   run('node', berth('validate', '-i', inventory, ...health));
   step('plan, saved for review (exit 2: changes pending)');
@@ -120,8 +169,12 @@ try {
   run('node', berth('plan', '-i', inventory, ...health, '--detailed-exitcode'), { allow: [2] });
   run('node', berth('apply', '-i', inventory, ...health));
   run('node', berth('plan', '-i', inventory, ...health, '--detailed-exitcode'));
+  step('on a node: containerd and containers-image pull each upstream through its Harbor proxy project');
+  run('bash', [harness, 'ssh', '2', 'cat /etc/containerd/certs.d/docker.io/hosts.toml; echo; grep -B1 config_path /etc/containerd/config.toml; echo; head -n 9 /etc/containers/registries.conf.d/zz-berth-harbor-mirrors.conf']);
   step('status: the applied commit on every host');
   run('node', berth('status', '-i', inventory, ...health));
+  step('onboard a node: its plays (nothing left to do), then pulls through the cache with its runtimes (containerd, skopeo)');
+  run('node', berth('onboard', '-i', inventory, ...health, 'k8s-node-02', '--image', 'docker.io/library/tiny:1.0', '--image', 'quay.io/berth/tiny:1.0'));
 } catch (e) {
   failed = true;
   console.error(`demo failed: ${e.message}`);
@@ -138,6 +191,7 @@ try {
       console.error(`demo failed: the Harbor fake ended with ${code}`);
     }
   }
+  rmSync(join(repo, demoCa), { force: true });
   if (process.env.BERTH_DEMO_KEEP === '1') {
     step('hosts left running (BERTH_DEMO_KEEP=1); stop them with: npm run demo:down');
   } else {

@@ -8,6 +8,7 @@ import { renderJson, renderText, summarize } from '../plan/render.js';
 import { renderMarkdown } from '../plan/markdown.js';
 import { runStatus } from './status.js';
 import { ciMode, registerVault } from './vault.js';
+import { runOnboard } from './onboard.js';
 import { BERTH_VERSION } from '../version.js';
 
 interface CommonFlags {
@@ -188,6 +189,28 @@ export function buildCli(out: (s: string) => void, setExit: (code: number) => vo
       setExit(await runStatus(runOptions(f), { json: f.json === true, color: useColor(f) }, out));
     },
   );
+
+  common(
+    program
+      .command('onboard')
+      .description('apply the plays of one node to it, then pull a small image through the cache with each of its runtimes')
+      .argument('<node>', 'the node, as named in the inventory')
+      .option('--verify-only', 'only the verification pulls (change nothing)')
+      .option('--image <ref>', 'pull this image instead of nodes.verify_image (repeatable)', collect, [] as string[])
+      .option('--lock-timeout <seconds>', 'wait this long for another apply to release the node', '0'),
+  ).action(async (node: string, f: CommonFlags & { verifyOnly?: boolean; image: string[]; lockTimeout: string }) => {
+    const lockTimeoutSec = Number(f.lockTimeout);
+    if (!Number.isFinite(lockTimeoutSec) || lockTimeoutSec < 0) throw new BerthError(`--lock-timeout ${f.lockTimeout}: expected seconds (0 or more)`);
+    const interactive = process.stdout.isTTY && !process.env.CI && !f.json;
+    setExit(await runOnboard(runOptions(f), node, {
+      verifyOnly: f.verifyOnly,
+      images: f.image,
+      json: f.json,
+      color: useColor(f),
+      lockTimeoutSec,
+      renderer: interactive ? 'default' : 'simple',
+    }, out));
+  });
 
   registerVault(program, out);
   return program;

@@ -18,6 +18,11 @@ import { serviceModule } from './service.js';
 import { templateModule } from './template.js';
 import { userModule } from './user.js';
 import { waitForModule } from './wait_for.js';
+import { registryCaModule } from './registry_ca.js';
+import { containerdHostsModule } from './containerd_hosts.js';
+import { containerdConfigModule } from './containerd_config.js';
+import { containersMirrorsModule } from './containers_mirrors.js';
+import { dockerMirrorModule } from './docker_mirror.js';
 
 // Each module's arguments are validated by schemas/modules/<schema>.json before its plan step.
 const MODULES: Module<never>[] = [
@@ -41,6 +46,12 @@ const MODULES: Module<never>[] = [
   certificateModule,
   backupModule,
   restoreModule,
+  // cluster nodes (roles node_trust, node_mirror)
+  registryCaModule,
+  containerdHostsModule,
+  containerdConfigModule,
+  containersMirrorsModule,
+  dockerMirrorModule,
 ] as unknown as Module<never>[];
 
 const byName = new Map(MODULES.map((m) => [m.name, m as unknown as Module]));

@@ -187,6 +187,11 @@ function nothingFor(key: string): unknown {
     case 'berth':
       // berth:remembered, the state record's remembered values: none yet
       return {};
+    case 'node':
+      // node:runtimes: a Debian host without any container runtime
+      return { os: { id: 'debian', like: [], version: '12', family: 'debian' }, commands: {} };
+    case 'berth-managed':
+      return [];
     case 'system':
       // a host comfortably above Harbor's minimums, with every command asked for and every check passing
       return { cpus: 4, memoryMb: 8192, diskFreeGb: 200, diskPath: '/', commands: new Proxy({}, { get: () => true, ownKeys: () => [] }), checks: new Proxy({}, { get: () => true, ownKeys: () => [] }) };

@@ -730,22 +730,25 @@ describe('the example spec (inventories/example, playbooks/site.yml)', () => {
     expect(prog.connection).toMatchObject({ host: 'harbor-cache-01', address: '127.0.0.41', user: 'root', port: 22 });
   });
 
-  it('on an empty node: the CA file, then the update-ca-certificates handler', () => {
+  it('on an empty node: the CA file, then the update-ca-certificates handler (node_mirror: no runtime, refused)', () => {
     const prog = buildProgram(spec(), 'k8s-node-02', {});
-    const changes = plan(prog, { ...baseDirs('/usr/local/share/ca-certificates'), 'user:root': userFact('root', 0), 'group:root': groupFact('root', 0) });
-    expect(outline(changes)).toEqual(['create file /usr/local/share/ca-certificates/berth-harbor-ca.crt', 'run command update-ca-certificates']);
-    expect(changes[1]).toMatchObject({ id: 'k8s-node-02#2', notifiedBy: ['k8s-node-02#1'], role: 'node_trust' });
-    expect(changes[0]!.diff).toContain('+-----BEGIN CERTIFICATE-----');
+    const facts = { ...baseDirs('/usr/local/share/ca-certificates'), 'user:root': userFact('root', 0), 'group:root': groupFact('root', 0) };
+    const trust = planHost({ ...prog, segments: prog.segments.map((s) => ({ ...s, tasks: s.tasks.filter((t) => t.role === 'node_trust') })) }, factsFor(prog, facts)).changes;
+    expect(outline(trust)).toEqual(['create file /usr/local/share/ca-certificates/berth-harbor-ca.crt', 'run command update-ca-certificates']);
+    expect(trust[1]).toMatchObject({ id: 'k8s-node-02#2', notifiedBy: ['k8s-node-02#1'], role: 'node_trust' });
+    expect(trust[0]!.diff).toContain('+-----BEGIN CERTIFICATE-----');
+    // a node without any container runtime has nothing to pull with
+    expect(berthError(() => plan(prog, facts)).format()).toMatch(/^inventories\/example\/group_vars\/all\.yml:\d+:\d+: no container runtime found on k8s-node-02 /);
   });
 
   it('on a node without the trust directory: refused at the role task', () => {
     const prog = buildProgram(spec(), 'k8s-node-01', {});
     expect(berthError(() => plan(prog)).format()).toBe(
-      'roles/node_trust/tasks/main.yml:1:3: parent directory /usr/local/share/ca-certificates of /usr/local/share/ca-certificates/berth-harbor-ca.crt does not exist on k8s-node-01 and no earlier task creates it (add a directory task for /usr/local/share/ca-certificates before this one)',
+      'roles/node_trust/tasks/main.yml:6:3: parent directory /usr/local/share/ca-certificates of /usr/local/share/ca-certificates/berth-harbor-ca.crt does not exist on k8s-node-01 and no earlier task creates it (add a directory task for /usr/local/share/ca-certificates before this one)',
     );
   });
 
-  it('hosts that match the spec: zero changes everywhere', () => {
+  it('the cache VM that matches the spec: zero changes (the nodes: test/unit/nodes.test.ts)', () => {
     const s = spec();
     const cache = buildProgram(s, 'harbor-cache-01', {});
     expect(
@@ -760,17 +763,6 @@ describe('the example spec (inventories/example, playbooks/site.yml)', () => {
         'file:/data': dirFact('harbor', 'harbor', '0750', { uid: 10000, gid: 10000 }),
       })),
     ).toEqual([]);
-    for (const node of ['k8s-node-01', 'k8s-node-02']) {
-      const prog = buildProgram(s, node, {});
-      expect(
-        plan(prog, {
-          ...baseDirs('/usr/local/share/ca-certificates'),
-          'file:/usr/local/share/ca-certificates/berth-harbor-ca.crt': fileFact(CA, 'root', 'root', '0644'),
-          'user:root': userFact('root', 0, { home: '/root' }),
-          'group:root': groupFact('root', 0),
-        }),
-      ).toEqual([]);
-    }
   });
 
   it('--tags and --skip-tags select tasks (no tags here: --tags x selects nothing)', () => {
