@@ -9,6 +9,8 @@ const unit: TestProjectInlineConfiguration = {
     name: 'unit',
     include: ['test/unit/**/*.test.ts'],
     environment: 'node',
+    // some unit tests run real openssl, git and age: 5 s is too tight on a busy 2-core machine
+    testTimeout: 20_000,
     // vitest's default is cores - 1: a single worker on these 2-core machines
     maxWorkers: Math.max(2, availableParallelism()),
   },

@@ -64,7 +64,7 @@ export interface RunResult {
   options: SavedOptions;
   spec: SpecRevision;
   hosts: HostResult[];
-  /** What berth did on the controller before contacting any host (vault entries or material it generated or renewed, warnings; never a value). */
+  /** What berth did on the controller before contacting any host (vault entries or material it generated or renewed, warnings; never a value). Always set by plan and apply; optional for plans saved by older versions. */
   notes?: string[];
 }
 
@@ -190,7 +190,8 @@ function finish(kind: 'plan' | 'apply', prep: Prepared, results: HostResult[]): 
     options: prep.options,
     spec: prep.revision,
     hosts: results,
-    ...(prep.notes.length ? { notes: prep.notes } : {}),
+    // always present (an empty list when berth made nothing), so --json readers need no special case
+    notes: prep.notes,
   };
 }
 

@@ -138,7 +138,7 @@ function writeInventory(): void {
   writeFileSync(join(specDir, INVENTORY, 'hosts.yml'), `${JSON.stringify(inv, null, 2)}\n`);
   writeFileSync(
     join(specDir, PLAYBOOK),
-    ['- name: Harbor cache VM', '  hosts: cache', '  roles: [harbor_host, direnv, harbor, harbor_api]', '', '- name: Cluster nodes', '  hosts: nodes', '  roles: [node_trust]', ''].join('\n'),
+    ['- name: Harbor cache VM', '  hosts: cache', '  roles: [harbor_host, certs, direnv, harbor, harbor_api]', '', '- name: Cluster nodes', '  hosts: nodes', '  roles: [node_trust]', ''].join('\n'),
   );
 }
 

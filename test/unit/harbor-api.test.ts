@@ -247,7 +247,7 @@ function expectClean(f: HarborFake): void {
 
 // ---------------------------------------------------------------- the tests
 
-describe('the seed tables through the harbor_api role', () => {
+describe('the seed tables through the harbor_api role', { timeout: 30_000 }, () => {
   it('plans every resource as created, applies them, and the fake then holds exactly the seed; a second plan is empty', async () => {
     const f = await fake();
     const p = program({ url: f.url });
