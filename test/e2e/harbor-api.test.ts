@@ -32,6 +32,8 @@ const CACHE = 'harbor-cache-e2e';
 const NODE = 'k8s-node-e2e';
 const STATE_RECORD = '/var/lib/berth/state.json';
 const NODE_CA = '/usr/local/share/ca-certificates/berth-harbor-ca.crt';
+/** harbor.hostname in the fixture spec (test/fixtures/harbor/spec). */
+const HARBOR_HOSTNAME = 'harbor-cache.e2e.example.com';
 
 // the Harbor fake: outside every host range (hosts are 127.0.0.(offset+1..6))
 const FAKE_HOST = '127.0.0.71';
@@ -413,7 +415,12 @@ describe('Harbor API as code, in the same plan as the hosts', () => {
     const wait = cacheChanges.findIndex((c) => c.task === 'wait for harbor healthy');
     expect(wait).toBeGreaterThan(0);
     expect(cacheChanges.findIndex((c) => c.role === 'harbor_api')).toBeGreaterThan(wait);
-    expect(outline(hostOf(sj, NODE).changes)).toEqual([`create file ${NODE_CA}`, 'run command update-ca-certificates']);
+    // the node trusts the CA system-wide and where each of its runtimes (containerd, containers-image, docker) reads it
+    const runtimeCa = ['containerd', 'containers', 'docker'].flatMap((rt) => [
+      `create directory /etc/${rt}/certs.d/${HARBOR_HOSTNAME}`,
+      `create file /etc/${rt}/certs.d/${HARBOR_HOSTNAME}/ca.crt`,
+    ]);
+    expect(outline(hostOf(sj, NODE).changes)).toEqual([...runtimeCa, `create file ${NODE_CA}`, 'run command update-ca-certificates']);
     // the text shows them too, with the secrets masked
     expect(p.stdout).toContain('+ harbor project proxy.docker.io');
     expect(p.stdout).toMatch(/credential\.access_secret: \(sensitive\)/);
