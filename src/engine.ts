@@ -19,6 +19,7 @@ import { redact } from './secrets/secret.js';
 import { BERTH_VERSION } from './version.js';
 import { displayPath } from './spec/yamlfile.js';
 import { controllerStore } from './secrets/store.js';
+import { specStore } from './secrets/spec-store.js';
 import { resolve } from 'node:path';
 import type { ApplyOutcome, Change, ModuleApplyContext, ModuleContext, Transport, TransportStats } from './types.js';
 import type { Spec } from './spec/model.js';
@@ -98,12 +99,15 @@ export async function prepare(opts: RunOptions, guard = false): Promise<Prepared
   const store = controllerStore(resolve(opts.root));
   store.drainNotes();
   const spec = loadSpec(opts);
-  await openSpecVault(spec, { ci: opts.ci });
+  const persist = opts.persistGenerated !== false;
+  const secrets = await openSpecVault(spec, { ci: opts.ci, dry: !persist });
+  spec.store = specStore({ root: spec.root, inventoryDir: spec.inventory.dir, vault: secrets.vault, paths: secrets.paths, ci: opts.ci === true });
   const hosts = hostsInScope(spec, opts);
   if (!hosts.length) throw new BerthError(opts.limit ? `--limit ${opts.limit} matches no host of the playbook` : 'the playbook targets no host');
   const programs = hosts.map((h) => buildProgram(spec, h, opts));
-  const persist = opts.persistGenerated !== false;
-  const generated = persist ? await saveVault(spec.secrets) : (spec.secrets?.generated ?? []);
+  // one write of what building the programs set in the vault: generated secrets
+  // (not in a dry run, such as validate) and TLS keys
+  const generated = await saveVault(spec.secrets);
   const shownVault = spec.secrets?.paths.shownFile ?? 'vault.age';
   return {
     spec,

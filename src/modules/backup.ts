@@ -46,7 +46,7 @@ export const backupModule: Module<BackupArgs> = {
   schema: 'backup',
   prepare(a, ctx): BackupPrepared {
     const copy = ctx.store.read(a.item);
-    return { sha: copy ? sha256(copy) : undefined, where: `${ctx.store.location}/${a.item}` };
+    return { sha: copy ? sha256(copy) : undefined, where: ctx.store.where(a.item) };
   },
   facts: (a) => [fileStat(a.path)],
   plan(a, state, ctx): PlannedChange[] {
@@ -87,7 +87,7 @@ export const restoreModule: Module<RestoreArgs> = {
   schema: 'restore',
   check: (a) => void ownershipOf(a),
   prepare(a, ctx): RestorePrepared {
-    return { content: ctx.store.read(a.item), where: `${ctx.store.location}/${a.item}` };
+    return { content: ctx.store.read(a.item), where: ctx.store.where(a.item) };
   },
   facts: (a) => fileFacts(a.path, ownershipOf(a)),
   plan(a, state, ctx): PlannedChange[] {

@@ -126,7 +126,7 @@ export function ensureCa(store: ControllerStore, spec: CaSpec, renewBefore: numb
     const c = caCertificate(k, spec.name, spec.days);
     store.write(keyItem, k);
     store.write(certItem, c);
-    const what = `CA "${spec.name}" (${spec.key_type}, ${spec.days} days) in ${store.location}/${dir}/; its key stays on this machine`;
+    const what = `CA "${spec.name}" (${spec.key_type}, ${spec.days} days) in ${store.where(`${dir}/`)}; its key never goes to a host`;
     store.note(had ? `generated a new ${what}, because ${problem}: nodes trust it once node_trust is applied` : `generated the ${what}`);
     return done(c, k);
   });
@@ -188,7 +188,7 @@ export function ensureServerCert(store: ControllerStore, spec: SelfSignedSpec, h
     const c = serverCertificate({ cert: ca.cert, key: ca.key.reveal() }, k, { commonName: hostname, dns: sans.dns, ips: sans.ips, days: spec.days, keyType: spec.key_type });
     store.write(keyItem, k);
     store.write(certItem, c);
-    const what = `server certificate for ${hostname} (${spec.key_type}, ${spec.days} days, names ${[...sans.dns, ...sans.ips].join(' ')}, signed by "${ca.name}") in ${store.location}/${dir}/`;
+    const what = `server certificate for ${hostname} (${spec.key_type}, ${spec.days} days, names ${[...sans.dns, ...sans.ips].join(' ')}, signed by "${ca.name}") in ${store.where(`${dir}/`)}`;
     store.note(had ? `renewed the ${what}, because ${problem}` : `generated the ${what}`);
     return done(c, k);
   });

@@ -13,6 +13,7 @@ import { selectHosts, varsFor } from '../spec/load.js';
 import { displayPath, type KeyPath } from '../spec/yamlfile.js';
 import { findSource } from '../spec/source.js';
 import { controllerStore } from '../secrets/store.js';
+import { withPos } from '../spec/tls.js';
 import type { HostSpec, PlaySpec, RoleRef, Spec, TaskSpec } from '../spec/model.js';
 import type { MergedVars } from '../spec/vars.js';
 import type { ConnectionSpec } from '../transport/index.js';
@@ -230,7 +231,7 @@ function bindTask(spec: Spec, play: PlaySpec, ref: RoleRef | undefined, t: TaskS
       sourceFilePath: (src) => findSource(spec.root, roleDir, 'files', src, t.pos, Number.MAX_SAFE_INTEGER),
     };
     module.check?.(args, ctx);
-    if (module.prepare) ctx.prepared = module.prepare(args, { ...ctx, store: controllerStore(spec.root) });
+    if (module.prepare) ctx.prepared = withPos(() => module.prepare!(args, { ...ctx, store: spec.store ?? controllerStore(spec.root) }), t.pos);
     out.push({ play: play.name, role: ref?.role.name, name, module, args, ctx, notify: t.notify, tags: t.tags, become });
   }
   return out;

@@ -1,17 +1,23 @@
 // The controller-side store: material berth makes or keeps on the machine it
-// runs on, never in git and never on a host unless a task puts it there —
-// the self-signed CA and server certificates (pki/), ACME state backed up
-// from the cache VM (acme/). Today it is a directory `.berth/` under the spec
-// root (mode 0700, files 0600, ignored by git through its own .gitignore);
-// issue 6 moves it into the age vault, so callers only see this interface.
+// runs on, never on a host unless a task puts it there — the self-signed CA
+// and server certificates (pki/), ACME state backed up from the cache VM
+// (acme/). Callers only see the ControllerStore interface; where an item
+// lives depends on the spec (see specStore):
+//   - an inventory with a vault (vault.recipients): the private keys of pki/
+//     are vault entries (berth.pki.…, encrypted, committed with vault.age),
+//     their certificates public files in inventories/<env>/pki/ (committed
+//     too), so any clone with an identity has the same CA and certificates;
+//   - otherwise, and always for acme/: the directory `.berth/` under the
+//     spec root (mode 0700, files 0600, ignored by git through its own
+//     .gitignore).
 
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { BerthError } from '../util/errors.js';
 
 export interface ControllerStore {
-  /** Where the store lives, as shown to the user (".berth"). */
-  readonly location: string;
+  /** Where an item (or, for a name ending in "/", a directory of items) is kept, as shown to the user. */
+  where(name: string): string;
   /** An item's bytes, or undefined when the store has none. */
   read(name: string): Buffer | undefined;
   /** Writes an item atomically (temporary file + rename), readable by the controller's user only. */
@@ -38,13 +44,15 @@ const LOCK_WAIT_MS = 60_000;
 const STALE_LOCK_MS = 10 * 60_000;
 
 class FileStore implements ControllerStore {
-  readonly location: string;
   private readonly dir: string;
   private notes: string[] = [];
 
   constructor(private readonly root: string) {
     this.dir = join(root, STORE_DIR);
-    this.location = STORE_DIR;
+  }
+
+  where(name: string): string {
+    return `${STORE_DIR}/${name}`;
   }
 
   private path(name: string): string {

@@ -341,7 +341,17 @@ export class Vault {
 
   /** The entry's value (numbers and booleans as text), or undefined when it is missing or empty. */
   get(entry: string): string | undefined {
-    const node = this.doc.getIn(entryPath(entry), true) as Node | string | number | boolean | null | undefined;
+    return this.getAt(entryPath(entry));
+  }
+
+  /**
+   * The value at a path of mapping keys, which may be any strings (berth's
+   * own material, e.g. ["berth", "pki", "berth-ca", "ca.key"]); spec values
+   * name entries with get().
+   */
+  getAt(path: string[]): string | undefined {
+    const entry = path.join('.');
+    const node = this.doc.getIn(path, true) as Node | string | number | boolean | null | undefined;
     if (node === undefined || node === null) return undefined;
     if (typeof node !== 'object') return this.seen(String(node));
     if (!isScalar(node)) throw new BerthError(`vault entry ${entry} in ${this.paths.shownFile} is a ${isSeq(node) ? 'list' : 'mapping'}, not a value`, { hint: 'name a leaf, e.g. harbor.admin_password' });
@@ -360,14 +370,22 @@ export class Vault {
 
   /** Sets an entry in memory (comments and order elsewhere stay); save() writes it. */
   set(entry: string, value: string): void {
-    const path = entryPath(entry);
+    this.setAt(entryPath(entry), value);
+  }
+
+  /** Sets the value at a path of mapping keys (see getAt). */
+  setAt(path: string[], value: string): void {
+    const entry = path.join('.');
     registerSecret(value);
     for (let i = 1; i < path.length; i++) {
       const n = this.doc.getIn(path.slice(0, i), true);
       if (n !== undefined && !isMap(n)) throw new BerthError(`vault entry ${entry}: ${path.slice(0, i).join('.')} in ${this.paths.shownFile} is a value, not a mapping`);
     }
     if (this.doc.contents === null) this.doc.contents = new YAMLMap(this.doc.schema) as never;
-    this.doc.setIn(path, this.doc.createNode(value));
+    // a multi-line value (a PEM key) as a literal block, readable in berth vault view
+    const node = this.doc.createNode(value);
+    if (value.includes('\n') && isScalar(node)) node.type = 'BLOCK_LITERAL';
+    this.doc.setIn(path, node);
     if (!this.changedEntries.includes(entry)) this.changedEntries.push(entry);
   }
 

@@ -8,6 +8,7 @@ import { RoleLoader, loadPlaybook } from './playbook.js';
 import { BERTH_HOME } from './schemas.js';
 import { MergedVars, type VarLayer } from './vars.js';
 import { resolveTls } from './tls.js';
+import { controllerStore } from '../secrets/store.js';
 import { displayPath, parseYaml, type KeyPath } from './yamlfile.js';
 import { isVaultRef, resolveVaultRef, type SpecSecrets } from './vault-refs.js';
 
@@ -127,7 +128,7 @@ export function varsFor(spec: Spec, host: HostSpec, play: PlaySpec, ref?: RoleRe
     groups,
   });
   resolveSecrets(vars.values, [], vars, spec.root, spec.secrets);
-  resolveTls(vars, spec.root);
+  resolveTls(vars, spec.root, spec.store ?? controllerStore(spec.root));
   return vars;
 }
 

@@ -1,6 +1,7 @@
 import type { SourcePos } from '../types.js';
 import type { MergedVars, VarLayer } from './vars.js';
 import type { KeyPath, YamlFile } from './yamlfile.js';
+import type { ControllerStore } from '../secrets/store.js';
 import type { SpecSecrets } from './vault-refs.js';
 
 export interface GroupSpec {
@@ -90,4 +91,6 @@ export interface Spec {
   extraVars: VarLayer[];
   /** The inventory's vault and how `{ vault: … }` values resolve (set by openSpecVault). */
   secrets?: SpecSecrets;
+  /** Where controller-side material goes (set with the vault; `.berth/` when unset). */
+  store?: ControllerStore;
 }

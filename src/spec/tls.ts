@@ -11,13 +11,14 @@
 
 import { readFileSync } from 'node:fs';
 import { isSecret, mapSecrets, type Secret } from '../secrets/secret.js';
-import { controllerStore } from '../secrets/store.js';
+import type { ControllerStore } from '../secrets/store.js';
 import { checkProvided, ensureCa, type SelfSignedSpec } from '../pki/material.js';
 import { BerthError } from '../util/errors.js';
 import { schemaValidator, validateOrThrow } from './schemas.js';
 import { findSource } from './source.js';
 import type { MergedVars } from './vars.js';
 import type { KeyPath } from './yamlfile.js';
+import type { SourcePos } from '../types.js';
 
 export interface ProvidedSpec {
   cert: string;
@@ -49,7 +50,7 @@ export function withSelfSignedDefaults(s: Partial<SelfSignedSpec> | undefined): 
 }
 
 /** Checks `tls` in `vars` (in place: defaults filled, tls.ca_cert set in selfsigned mode). */
-export function resolveTls(vars: MergedVars, root: string): void {
+export function resolveTls(vars: MergedVars, root: string, store: ControllerStore): void {
   const raw = vars.values.tls;
   if (raw === undefined) return;
   const at = (p: KeyPath) => vars.locate(['tls', ...p]);
@@ -60,7 +61,6 @@ export function resolveTls(vars: MergedVars, root: string): void {
     { basePath: ['tls'], what: 'tls' },
   );
   const tls = raw as TlsVars;
-  const store = controllerStore(root);
   if (tls.mode === 'selfsigned') {
     const s = withSelfSignedDefaults(tls.selfsigned);
     tls.selfsigned = s;
@@ -75,10 +75,10 @@ export function resolveTls(vars: MergedVars, root: string): void {
       throw new BerthError('in selfsigned mode berth makes the CA and sets tls.ca_cert itself', {
         pos: at(['ca_cert']),
         keyPath: 'tls.ca_cert',
-        hint: `remove it: the nodes will trust the CA berth keeps in ${store.location}/pki/`,
+        hint: `remove it: the nodes will trust the CA berth keeps in ${store.where('pki/')}`,
       });
     }
-    const ca = ensureCa(store, s.ca, s.renew_before);
+    const ca = withPos(() => ensureCa(store, s.ca, s.renew_before), at(['mode']) ?? at([]));
     tls.ca_cert = store.fileFor(ca.certItem);
   } else if (tls.mode === 'provided') {
     const p = tls.provided!;
@@ -99,5 +99,15 @@ export function resolveTls(vars: MergedVars, root: string): void {
       throw new BerthError(`${p.cert}: ${r.errors.join('; ')}`, { pos: certPos, keyPath: 'tls.provided.cert', hint: 'provide a certificate and key that belong together and name harbor.hostname' });
     }
     for (const w of r.warnings) store.note(`warning: ${w}`);
+  }
+}
+
+/** Runs `fn`, giving a BerthError without a position (the store's CI-mode refusal) the position of `pos`. */
+export function withPos<T>(fn: () => T, pos: SourcePos | undefined): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof BerthError && !e.pos && pos) throw new BerthError(e.message, { pos, hint: e.hint, keyPath: e.keyPath });
+    throw e;
   }
 }

@@ -6,6 +6,7 @@
 // made once, stored in the vault file before any host is contacted, and read
 // back on every later run; in CI mode it is an error instead (see README).
 
+import { existsSync } from 'node:fs';
 import { Secret } from '../secrets/secret.js';
 import { generateSecret, MAX_GENERATED_BYTES, SECRET_ENCODINGS, type GenerateSpec, type SecretEncoding } from '../secrets/generate.js';
 import { ENTRY_HINT, Vault, isEntryName, vaultPaths, type Identities, type VaultPaths } from '../secrets/vault.js';
@@ -29,6 +30,8 @@ export interface SpecSecrets {
   vault?: Vault;
   /** CI mode: a missing generated entry is an error, never made. */
   ci: boolean;
+  /** A dry run (validate): a missing generated entry is made for this run only, never stored. */
+  dry?: boolean;
   /** Entries generated while building programs (not yet saved if vault.changed is non-empty). */
   generated: GeneratedEntry[];
 }
@@ -46,18 +49,27 @@ function anyVaultRef(v: unknown, depth = 0): boolean {
   return Object.values(v).some((x) => anyVaultRef(x, depth + 1));
 }
 
-/** Whether any variable layer of the spec names a vault entry. */
-export function specNamesVault(spec: Spec): boolean {
-  const layers = [
+function allLayers(spec: Spec) {
+  return [
     ...[...spec.inventory.hosts.values()].flatMap((h) => h.layers),
     ...spec.plays.flatMap((p) => [...p.vars, ...p.roles.flatMap((r) => [...r.role.defaults, ...r.params])]),
     ...spec.extraVars,
   ];
-  return layers.some((l) => anyVaultRef(l.values));
+}
+
+/** Whether any variable layer of the spec names a vault entry. */
+export function specNamesVault(spec: Spec): boolean {
+  return allLayers(spec).some((l) => anyVaultRef(l.values));
+}
+
+/** Whether any variable layer sets `tls.mode: selfsigned` (its keys then live in the vault, if there is one). */
+export function specWantsSelfSigned(spec: Spec): boolean {
+  return allLayers(spec).some((l) => (l.values.tls as { mode?: unknown } | undefined)?.mode === 'selfsigned');
 }
 
 export interface OpenSpecVaultOptions {
   ci?: boolean;
+  dry?: boolean;
   identities?: () => Identities;
   /** Open the vault even when no spec value names an entry (for controller-side material kept in it). */
   always?: boolean;
@@ -66,8 +78,10 @@ export interface OpenSpecVaultOptions {
 /** Opens the inventory's vault if the spec names an entry (or `always`); sets spec.secrets. */
 export async function openSpecVault(spec: Spec, opts: OpenSpecVaultOptions = {}): Promise<SpecSecrets> {
   const paths = vaultPaths(spec.inventory.dir, spec.root);
-  const secrets: SpecSecrets = { paths, ci: opts.ci === true, generated: [] };
-  if (opts.always || specNamesVault(spec)) secrets.vault = await Vault.open(paths, { identities: opts.identities });
+  const secrets: SpecSecrets = { paths, ci: opts.ci === true, dry: opts.dry === true, generated: [] };
+  // self-signed TLS keeps its keys in the vault when the inventory has one (vault.recipients)
+  const pki = existsSync(paths.recipients) && specWantsSelfSigned(spec);
+  if (opts.always || pki || specNamesVault(spec)) secrets.vault = await Vault.open(paths, { identities: opts.identities });
   spec.secrets = secrets;
   return secrets;
 }
@@ -137,9 +151,10 @@ export function resolveVaultRef(ref: { vault: unknown; generate?: unknown }, her
         hint: `run berth vault generate -i ${paths.shownInventory} outside CI and commit ${paths.shownFile}`,
       });
     }
-    const made = vault.ensure(entry, () => generateSecret(gen));
-    value = made.value;
-    if (made.created) secrets.generated.push({ entry, bytes: gen.bytes, encoding: gen.encoding, pos });
+    let created = true;
+    if (secrets.dry) value = generateSecret(gen);
+    else ({ value, created } = vault.ensure(entry, () => generateSecret(gen)));
+    if (created && !secrets.generated.some((g) => g.entry === entry)) secrets.generated.push({ entry, bytes: gen.bytes, encoding: gen.encoding, pos });
   }
   return new Secret(value);
 }

@@ -166,7 +166,7 @@ describe('certs role on a real host', () => {
     const p = await plan('--json', '--out', planFile, '--detailed-exitcode');
     expect(p.code, show(p)).toBe(2);
     expect(notesOf(p)).toEqual([
-      `generated the CA "${CA_NAME}" (rsa-4096, 3650 days) in .berth/${CA_DIR}/; its key stays on this machine`,
+      `generated the CA "${CA_NAME}" (rsa-4096, 3650 days) in .berth/${CA_DIR}/; its key never goes to a host`,
       `generated the server certificate for ${HOSTNAME} (ecdsa-p256, 40 days, names harbor-cache.e2e.example.com harbor.internal.e2e.example.com ${addr}, signed by "${CA_NAME}") in .berth/${CA_DIR}/servers/`,
     ]);
     const changes = changesOf(p);

@@ -80,7 +80,7 @@ describe('self-signed CA and server certificate, made on the controller with ope
     const m = ensureServerCert(store, s, 'harbor-cache.example.com');
     const notes = store.drainNotes();
     expect(notes).toEqual([
-      'generated the CA "Harbor Cache CA" (rsa-4096, 3650 days) in .berth/pki/harbor-cache-ca/; its key stays on this machine',
+      'generated the CA "Harbor Cache CA" (rsa-4096, 3650 days) in .berth/pki/harbor-cache-ca/; its key never goes to a host',
       expect.stringMatching(/^generated the server certificate for harbor-cache\.example\.com \(ecdsa-p256, 90 days, names .*, signed by "Harbor Cache CA"\) in \.berth\/pki\/harbor-cache-ca\/servers\/$/),
     ]);
 
@@ -330,7 +330,7 @@ describe('tls: selfsigned', { timeout: 30_000 }, () => {
     const root = writeTree(tlsTree(SELFSIGNED));
     const prep = await prepare({ root, inventory: 'inventories/t' });
     expect(prep.notes).toEqual([
-      'generated the CA "unit CA" (ecdsa-p256, 3650 days) in .berth/pki/unit-ca/; its key stays on this machine',
+      'generated the CA "unit CA" (ecdsa-p256, 3650 days) in .berth/pki/unit-ca/; its key never goes to a host',
       expect.stringMatching(/^generated the server certificate for harbor\.example\.com \(ecdsa-p256, 825 days, names harbor\.example\.com harbor\.internal 10\.0\.0\.10, signed by "unit CA"\)/),
     ]);
     const caPem = readFileSync(join(root, '.berth/pki/unit-ca/ca.crt'), 'utf8');
@@ -380,7 +380,7 @@ describe('tls: selfsigned', { timeout: 30_000 }, () => {
       expect(out).not.toContain(keyPem.split('\n')[1]!);
       expect(out).not.toContain(caKeyBody);
     }
-    expect(text).toContain('controller: generated the CA "unit CA" (ecdsa-p256, 3650 days) in .berth/pki/unit-ca/; its key stays on this machine\n');
+    expect(text).toContain('controller: generated the CA "unit CA" (ecdsa-p256, 3650 days) in .berth/pki/unit-ca/; its key never goes to a host\n');
     expect((JSON.parse(json) as { notes: string[] }).notes).toEqual(prep.notes);
 
     // applied: the next plan is empty, and nothing is generated again
