@@ -98,7 +98,8 @@ export function ancestors(path: string): string[] {
 }
 
 export function requireAbsolute(path: string, ctx: ModuleContext, key = 'path'): void {
-  if (!posix.isAbsolute(path) || path.includes('\0') || /(^|\/)\.\.(\/|$)/.test(path)) {
+  if (path.includes('\0')) throw new BerthError(`${key} ${JSON.stringify(path)} holds a NUL byte, which no path can`, { pos: ctx.pos });
+  if (!posix.isAbsolute(path) || /(^|\/)\.\.(\/|$)/.test(path)) {
     throw new BerthError(`${key} must be an absolute path without "..", got ${JSON.stringify(path)}`, { pos: ctx.pos });
   }
 }

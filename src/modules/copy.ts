@@ -57,6 +57,7 @@ export const copyModule: Module<CopyArgs> = {
   name: 'copy',
   schema: 'copy',
   check(a, ctx) {
+    requireAbsolute(a.dest, ctx, 'dest');
     const path = ctx.sourceFilePath(a.src);
     if (a.sha256 && sha256File(path) !== a.sha256.toLowerCase()) {
       throw new BerthError(`${a.src} does not match its pinned sha256 ${a.sha256}`, { pos: ctx.pos, hint: 'the file is not the one the spec pins: download it again, or update the sha256' });

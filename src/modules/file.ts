@@ -145,6 +145,7 @@ export const fileModule: Module<FileArgs> = {
   name: 'file',
   schema: 'file',
   check: (a, ctx) => {
+    requireAbsolute(a.path, ctx);
     if (a.src !== undefined && a.state !== 'absent') ctx.readSourceFile(a.src);
     ownershipOf(a);
   },

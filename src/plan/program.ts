@@ -10,7 +10,7 @@ import { getModule } from '../modules/registry.js';
 import { evalCondition, renderTemplate, renderValue } from '../template/index.js';
 import { BERTH_HOME, compileSchema, schemaValidator, validateOrThrow } from '../spec/schemas.js';
 import { selectHosts, varsFor } from '../spec/load.js';
-import { displayPath, type KeyPath } from '../spec/yamlfile.js';
+import { decodeText, displayPath, type KeyPath } from '../spec/yamlfile.js';
 import type { HostSpec, PlaySpec, RoleRef, Spec, TaskSpec } from '../spec/model.js';
 import type { MergedVars } from '../spec/vars.js';
 import type { ConnectionSpec } from '../transport/index.js';
@@ -138,9 +138,49 @@ export function buildProgram(spec: Spec, hostName: string, sel: Selection): Host
     }
     segments.push(seg);
   }
+  checkIdClashes(segments);
   const queries: FactQuery[] = [];
   for (const seg of segments) for (const t of [...seg.tasks, ...seg.handlers]) queries.push(...t.module.facts(t.args, t.ctx));
   return { host: hostName, connection, segments, queries };
+}
+
+/**
+ * Two user (or group) tasks for one host that give one uid (gid) to two
+ * names, or one name two uids: whichever runs second would fail on the host,
+ * or renumber what the first made. Refused before any host is contacted.
+ */
+function checkIdClashes(segments: PlaySegment[]): void {
+  for (const [module, id, what] of [
+    ['user', 'uid', 'user'],
+    ['group', 'gid', 'group'],
+  ] as const) {
+    const byId = new Map<number, BoundTask>();
+    const byName = new Map<string, BoundTask>();
+    for (const seg of segments) {
+      for (const t of [...seg.tasks, ...seg.handlers]) {
+        if (t.module.name !== module || t.args.state === 'absent' || typeof t.args[id] !== 'number') continue;
+        const name = String(t.args.name);
+        const n = t.args[id] as number;
+        const where = (o: BoundTask) => `${o.ctx.pos.file}:${o.ctx.pos.line ?? '?'}:${o.ctx.pos.col ?? '?'}`;
+        const other = byId.get(n);
+        if (other && String(other.args.name) !== name) {
+          throw new BerthError(`${id} ${n} is given to ${what} "${name}" here and to ${what} "${String(other.args.name)}" at ${where(other)}`, {
+            pos: t.ctx.pos,
+            hint: `each ${what} needs its own ${id}`,
+          });
+        }
+        const same = byName.get(name);
+        if (same && same.args[id] !== n) {
+          throw new BerthError(`${what} "${name}" is given ${id} ${n} here and ${id} ${String(same.args[id])} at ${where(same)}`, {
+            pos: t.ctx.pos,
+            hint: `give "${name}" one ${id}`,
+          });
+        }
+        byId.set(n, t);
+        byName.set(name, t);
+      }
+    }
+  }
 }
 
 function checkRoleInputs(ref: RoleRef, vars: MergedVars): void {
@@ -205,8 +245,9 @@ function bindTask(spec: Spec, play: PlaySpec, ref: RoleRef | undefined, t: TaskS
       renderTemplateFile: (src) => {
         let r = rendered.get(src);
         if (r === undefined) {
-          const abs = findSource(spec.root, roleDir, 'templates', src, t.pos);
-          r = renderTemplate(readFileSync(abs, 'utf8'), context, { file: displayPath(abs, spec.root) });
+          const abs = findSource(spec.root, roleDir, 'templates', src, t.pos, MAX_TEMPLATE_BYTES);
+          const file = displayPath(abs, spec.root);
+          r = renderTemplate(decodeText(readFileSync(abs), file, 'template'), context, { file });
           rendered.set(src, r);
         }
         return r;
@@ -214,13 +255,21 @@ function bindTask(spec: Spec, play: PlaySpec, ref: RoleRef | undefined, t: TaskS
       readSourceFile: (src) => readFileSync(findSource(spec.root, roleDir, 'files', src, t.pos, 64 * 1024 * 1024)),
       sourceFilePath: (src) => findSource(spec.root, roleDir, 'files', src, t.pos, Number.MAX_SAFE_INTEGER),
     };
-    module.check?.(args, ctx);
+    try {
+      module.check?.(args, ctx);
+    } catch (e) {
+      if (e instanceof BerthError && !e.pos) throw new BerthError(e.message, { pos: t.pos, hint: e.hint, keyPath: e.keyPath });
+      throw e;
+    }
     out.push({ play: play.name, role: ref?.role.name, name, module, args, ctx, notify: t.notify, tags: t.tags, become });
   }
   return out;
 }
 
 const NO_LOOP = Symbol('no-loop');
+
+/** Templates are rendered in memory (twice, when they hold secrets). */
+const MAX_TEMPLATE_BYTES = 16 * 1024 * 1024;
 
 function loopItems(t: TaskSpec, vars: MergedVars): unknown[] {
   if (t.loop === undefined) return [NO_LOOP];
@@ -260,6 +309,11 @@ export function findSource(root: string, roleDir: string | undefined, kind: 'tem
   if (!allowed) throw new BerthError(`${src} resolves outside the spec repository (${real})`, { pos, hint: 'templates and files must live in the repository' });
   if (!statSync(real).isFile()) throw new BerthError(`${src} is not a regular file`, { pos });
   const size = statSync(real).size;
-  if (size > maxBytes) throw new BerthError(`${src} is ${size} bytes; files over ${maxBytes >> 20} MiB go through the copy module, which streams them`, { pos });
+  if (size > maxBytes) {
+    throw new BerthError(
+      kind === 'templates' ? `template ${src} is ${size} bytes; templates must be under ${maxBytes >> 20} MiB` : `${src} is ${size} bytes; files over ${maxBytes >> 20} MiB go through the copy module, which streams them`,
+      { pos },
+    );
+  }
   return real;
 }
