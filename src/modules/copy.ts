@@ -56,6 +56,7 @@ export function sha256File(path: string): string {
 export const copyModule: Module<CopyArgs> = {
   name: 'copy',
   schema: 'copy',
+  secretArgs: [],
   check(a, ctx) {
     requireAbsolute(a.dest, ctx, 'dest');
     const path = ctx.sourceFilePath(a.src);

@@ -25,6 +25,7 @@ interface DirPayload {
 export const directoryModule: Module<DirectoryArgs> = {
   name: 'directory',
   schema: 'directory',
+  secretArgs: [],
   check: (a, ctx) => {
     requireAbsolute(a.path, ctx);
     ownershipOf(a);

@@ -32,6 +32,7 @@ interface Payload {
 export const getUrlModule: Module<GetUrlArgs> = {
   name: 'get_url',
   schema: 'get_url',
+  secretArgs: [],
   facts: (a) => fileFacts(a.dest, ownershipOf(a)),
   plan(a, state, ctx): PlannedChange[] {
     requireAbsolute(a.dest, ctx, 'dest');

@@ -16,6 +16,7 @@ export interface TemplateArgs {
 export const templateModule: Module<TemplateArgs> = {
   name: 'template',
   schema: 'template',
+  secretArgs: [],
   check: (a, ctx) => {
     requireAbsolute(a.dest, ctx, 'dest');
     if (a.state !== 'absent') ctx.renderTemplateFile(a.src);

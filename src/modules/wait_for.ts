@@ -40,6 +40,7 @@ export function unhealthyComponents(body: string): string {
 export const waitForModule: Module<WaitForArgs> = {
   name: 'wait_for',
   schema: 'wait_for',
+  secretArgs: [],
   check(a) {
     try {
       new URL(a.url);

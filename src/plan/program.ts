@@ -8,7 +8,7 @@ import { Secret, isSecret } from '../secrets/secret.js';
 import { BerthError } from '../util/errors.js';
 import { getModule } from '../modules/registry.js';
 import { evalCondition, renderTemplate, renderValue } from '../template/index.js';
-import { BERTH_HOME, compileSchema, schemaValidator, validateOrThrow } from '../spec/schemas.js';
+import { BERTH_HOME, compileSchema, formatKeyPath, schemaValidator, validateOrThrow } from '../spec/schemas.js';
 import { selectHosts, varsFor } from '../spec/load.js';
 import { decodeText, displayPath, type KeyPath } from '../spec/yamlfile.js';
 import type { HostSpec, PlaySpec, RoleRef, Spec, TaskSpec } from '../spec/model.js';
@@ -192,6 +192,23 @@ function checkRoleInputs(ref: RoleRef, vars: MergedVars): void {
   }, { what: `inputs of role ${ref.role.name}`, fallback: ref.pos });
 }
 
+/** The key path of the first Secret in `v`, if any. */
+function secretPath(v: unknown, path: KeyPath = []): KeyPath | undefined {
+  if (isSecret(v)) return path;
+  if (Array.isArray(v)) {
+    for (const [i, x] of v.entries()) {
+      const p = secretPath(x, [...path, i]);
+      if (p) return p;
+    }
+  } else if (v !== null && typeof v === 'object') {
+    for (const [k, x] of Object.entries(v)) {
+      const p = secretPath(x, [...path, k]);
+      if (p) return p;
+    }
+  }
+  return undefined;
+}
+
 /** Secrets validate as strings (their display text); everything else as is. */
 function mapSecretsForValidation(v: unknown): unknown {
   if (isSecret(v)) return v.display;
@@ -233,6 +250,15 @@ function bindTask(spec: Spec, play: PlaySpec, ref: RoleRef | undefined, t: TaskS
       locateKey: (p) => t.file.locateKey([...t.path, t.module, ...p]),
     }, { what: `${t.module} arguments`, fallback: t.pos, basePath: [] });
     const args = restoreSecrets(renderedArgs, checked) as Record<string, unknown>;
+    if (module.secretArgs) {
+      const at = secretPath(args);
+      if (at && !module.secretArgs.includes(String(at[0]))) {
+        throw new BerthError(`${formatKeyPath(at)}: a secret cannot be used here`, {
+          pos: argPos(at),
+          hint: module.secretArgs.length ? `${t.module} takes secrets only in ${module.secretArgs.join(', ')}` : `${t.module} takes no secrets`,
+        });
+      }
+    }
     const name = item === NO_LOOP ? t.name : nameWithItem(t, context);
     const roleDir = ref?.role.dir;
     const rendered = new Map<string, string | Secret>();
