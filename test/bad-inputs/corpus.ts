@@ -23,7 +23,7 @@ export const CLASSES = {
   mode: 'invalid file modes',
   'uid-clash': 'uid and gid clashes',
   template: 'template errors',
-  secret: 'missing secrets',
+  secret: 'missing or misplaced secrets',
   'huge-binary': 'huge or binary files',
   symlink: 'symbolic link loops in roles',
   escape: 'templates and src: outside the repository',
