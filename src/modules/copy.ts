@@ -89,10 +89,7 @@ export const copyModule: Module<CopyArgs> = {
       return;
     }
     // the sha256 is checked on the host before the rename: a truncated upload never lands
-    const script = atomicWriteScript(p.dest, p.own).replace(
-      'mv -f -- "$t"',
-      `echo ${shq(`${p.sha256}  `)}"$t" | sha256sum -c --status || { echo "uploaded file does not match sha256 ${p.sha256}" >&2; exit 3; }\nmv -f -- "$t"`,
-    );
+    const script = atomicWriteScript(p.dest, p.own, { sha256: p.sha256, what: 'uploaded file' });
     await run(ctx, change.resource, script, createReadStream(p.src));
   },
 };

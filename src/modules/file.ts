@@ -126,7 +126,8 @@ export async function applyFile(change: PlannedChange, ctx: ModuleApplyContext):
     return;
   }
   if (p.content !== undefined) {
-    await run(ctx, change.resource, atomicWriteScript(p.path, p.own), bytesOf(p.content));
+    const bytes = bytesOf(p.content);
+    await run(ctx, change.resource, atomicWriteScript(p.path, p.own, { sha256: sha256(bytes) }), bytes);
     return;
   }
   const cmds = ownershipCommands(shq(p.path), p.own);
