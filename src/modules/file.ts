@@ -64,6 +64,8 @@ export function planFile(
   requireAbsolute(path, ctx);
   checkParent(path, state, ctx);
   checkOwnership(own, state, ctx);
+  // a file with a secret in it is private unless the spec names a mode
+  if (content instanceof Secret && own.mode === undefined) own = { ...own, mode: '0600' };
   const cur = state.get<FileFact>(fileKey(path)) ?? { exists: false };
   if (cur.exists && cur.type !== 'file') {
     throw new BerthError(`${path} on ${ctx.host} is a ${cur.type}, not a regular file`, { pos: ctx.pos, hint: 'remove it first, or choose another path' });
