@@ -24,6 +24,8 @@ const badInputs: TestProjectInlineConfiguration = {
     environment: 'node',
     testTimeout: 120_000,
     hookTimeout: 240_000,
+    // runs beside the unit tests (same group): vitest wants one maxWorkers per group
+    maxWorkers: Math.max(2, availableParallelism()),
     // the cases run concurrently within the file; one per core
     maxConcurrency: Math.max(2, availableParallelism()),
   },
