@@ -339,7 +339,7 @@ describe('a command left running by a berth that died', () => {
     const [host] = await reset(HOST);
     const spec = await SpecDir.create({ hosts: [webHost(HOST)] });
     const runs = async () => (await onHost(host!, 'cat /root/slow-runs 2>/dev/null || true')).split('\n').filter(Boolean).map(Number);
-    const first = startApply(spec, {}, '-p', 'playbooks/slow.yml', '-e', 'slow_seconds=5');
+    const first = startApply(spec, {}, '-p', 'playbooks/slow.yml', '-e', 'slow_seconds=8');
     // the slow command runs on the host: kill berth
     await waitFor('the slow command to start', async () => ((await th.exec(host!, ['pgrep', '-x', 'sleep'])).code === 0 ? true : undefined), 20_000, 50);
     first.kill('SIGKILL');
@@ -372,32 +372,39 @@ describe('a command left running by a berth that died', () => {
 describe('two applies at once on one host', () => {
   const HOST = 5;
 
-  it('their changes never interleave: each run\'s steps are all before or all after the other\'s', async () => {
+  it('their changes never interleave: the second waits for the first, saying for whom, and its steps come after', async () => {
     let rounds = 0;
     const [host] = await reset(HOST);
     const spec = await SpecDir.create({ hosts: [webHost(HOST)] });
+    // step 3 of the first run holds on (bounded, 30 s) until the test says the second run is waiting:
+    // the two overlap for sure, however slow this machine is
+    const hold = `if [ {{ first }} = yes ]; then n=0; while [ ! -e /root/go ] && [ $n -lt 300 ]; do sleep 0.1; n=$((n+1)); done; fi`;
     spec.write(
       'roles/steps/tasks/main.yml',
-      Array.from({ length: 5 }, (_, i) => `- name: step ${i + 1}\n  command:\n    cmd: "echo {{ run }} ${i + 1} >> /root/steps; sleep 0.3"\n`).join('\n'),
+      Array.from({ length: 5 }, (_, i) => `- name: step ${i + 1}\n  command:\n    cmd: "echo {{ run }} ${i + 1} >> /root/steps${i === 2 ? `; ${hold}` : ''}"\n`).join('\n'),
     );
     spec.write('playbooks/steps.yml', '- name: steps\n  hosts: web\n  roles: [steps]\n');
+    const steps = async () => (await onHost(host!, 'cat /root/steps 2>/dev/null || true')).trim().split('\n').filter(Boolean);
     for (let round = 0; round < 3; round++) {
-      const [a, b] = await Promise.all(['A', 'B'].map((r) => spec.apply('-p', 'playbooks/steps.yml', '-e', `run=${r}${round}`, '--lock-timeout', '60')));
-      expect(a!.code, show(a!)).toBe(0);
-      expect(b!.code, show(b!)).toBe(0);
-      const waited = [a!, b!].filter((r) => r.stdout.includes('waiting up to 60s for the host lock (held by remote_pid='));
-      expect(waited, 'one of the two waited, and said for whom').toHaveLength(1);
+      await onHost(host!, 'rm -f /root/go');
+      const first = startApply(spec, {}, '-p', 'playbooks/steps.yml', '-e', `run=A${round}`, '-e', 'first=yes', '--lock-timeout', '60');
+      await waitFor(`A${round} at step 3`, async () => ((await steps()).includes(`A${round} 3`) ? true : undefined), 60_000, 100);
+      const second = startApply(spec, {}, '-p', 'playbooks/steps.yml', '-e', `run=B${round}`, '-e', 'first=no', '--lock-timeout', '60');
+      let out = '';
+      second.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+      await waitFor(`B${round} to wait for the lock`, async () => (out.includes('waiting up to 60s for the host lock (held by remote_pid=') ? true : undefined), 60_000, 50);
+      expect((await steps()).filter((l) => l.startsWith(`B${round} `)), 'B ran nothing while waiting').toEqual([]);
+      await onHost(host!, 'touch /root/go');
+      const [a, b] = await Promise.all([ended(first), ended(second)]);
+      expect(a.code, showKilled(a)).toBe(0);
+      expect(b.code, showKilled(b)).toBe(0);
+      expect(a.stdout, 'the first did not wait').not.toContain('waiting up to 60s');
       rounds++;
     }
-    const lines = (await onHost(host!, 'cat /root/steps')).trim().split('\n');
+    const lines = await steps();
     expect(lines).toHaveLength(30);
-    // runs appear as unbroken blocks of 5 steps, in order
-    for (let i = 0; i < 30; i += 5) {
-      const block = lines.slice(i, i + 5);
-      const run = block[0]!.split(' ')[0];
-      expect(block, `lines ${i + 1}-${i + 5}`).toEqual([1, 2, 3, 4, 5].map((n) => `${run} ${n}`));
-    }
-    expect(new Set(lines.map((l) => l.split(' ')[0])).size).toBe(6);
+    // each run's 5 steps are one unbroken block, A before B in each round
+    expect(lines).toEqual([0, 1, 2].flatMap((r) => ['A', 'B'].flatMap((x) => [1, 2, 3, 4, 5].map((n) => `${x}${r} ${n}`))));
     for (let i = 0; i < rounds; i++) record('two applies at once on one host (5 steps each)', 'the second waited for the lock, saying for whom, then applied', 'the steps of the two runs never interleaved');
   });
 });
@@ -409,7 +416,7 @@ describe('sshd killed on one of five hosts mid-apply', () => {
     const hosts = await reset(1, 2, 3, 4, 5);
     const victim = hosts[2]!;
     const spec = await SpecDir.create({ hosts: hosts.map(webHost) });
-    spec.write('roles/marker/tasks/main.yml', '- name: marker, then a pause\n  command:\n    cmd: "touch /root/marker; sleep 3"\n');
+    spec.write('roles/marker/tasks/main.yml', '- name: marker, then a pause\n  command:\n    cmd: "touch /root/marker; sleep 6"\n');
     spec.write('roles/after/tasks/main.yml', '- name: a file after the pause\n  file:\n    path: /root/after\n    content: "after\\n"\n');
     spec.write('playbooks/long.yml', '- name: web app\n  hosts: web\n  roles: [webapp]\n- name: pause\n  hosts: web\n  roles: [marker]\n- name: after\n  hosts: web\n  roles: [after]\n');
 
@@ -434,7 +441,7 @@ describe('sshd killed on one of five hosts mid-apply', () => {
     expect((await contents(victim, ['/root/after']))['/root/after']).toBe('after\n');
     const none = await spec.plan('-p', 'playbooks/long.yml', '--json');
     // the pause command always runs; everything else is in place on all five
-    expect(json(none).hosts.map((h) => h.changes.map((c) => c.resource))).toEqual(hosts.map(() => ['command touch /root/marker; sleep 3']));
+    expect(json(none).hosts.map((h) => h.changes.map((c) => c.resource))).toEqual(hosts.map(() => ['command touch /root/marker; sleep 6']));
     record('sshd killed on 1 of 5 hosts mid-apply', 'the other 4 completed, the 5th was reported, exit 1; the next apply converged it', 'all 5 hosts exact afterwards');
   });
 });

@@ -60,7 +60,7 @@ describe('secrets on the host', () => {
       [
         '- name: a command that holds the token for a while',
         '  command:',
-        `    cmd: "t={{ shq secrets.api_token }}; sleep 4; printf '%s' \\"$t\\" | sha256sum | cut -d' ' -f1 > /root/token.sum"`,
+        `    cmd: "t={{ shq secrets.api_token }}; sleep 8; printf '%s' \\"$t\\" | sha256sum | cut -d' ' -f1 > /root/token.sum"`,
         '    creates: /root/token.sum',
         '- name: a secret file with no mode, owned by root',
         '  template: { src: holds.env.hbs, dest: /root/nomode.env }',
@@ -94,7 +94,7 @@ describe('secrets on the host', () => {
     await waitFor('the command holding the token', async () => ((await th.exec(host, ['pgrep', '-x', 'sleep'])).code === 0 ? true : undefined), 60_000, 50);
     const ps = await onHost(host, 'for p in /proc/[0-9]*; do tr "\\0" " " < $p/cmdline 2>/dev/null; echo; tr "\\0" "\\n" < $p/environ 2>/dev/null; done');
     runs.push({ what: 'every command line and environment on the host, mid-command', text: ps });
-    expect(ps, 'the process table was read').toMatch(/sleep 4/);
+    expect(ps, 'the process table was read').toMatch(/sleep 8/);
     expect(ps.includes(token), 'the token is on a command line or in an environment on the host').toBe(false);
     const done = keep(await apply);
     expect(done.code, show(done)).toBe(0);
