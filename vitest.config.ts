@@ -16,6 +16,23 @@ const unit: TestProjectInlineConfiguration = {
   },
 };
 
+// The bad-input corpus (test/bad-inputs/cases): each case runs the built CLI,
+// ~0.4 s of CPU each, but needs no hosts. A project of its own, so that
+// `--project unit` stays quick.
+const badInputs: TestProjectInlineConfiguration = {
+  test: {
+    name: 'bad-inputs',
+    include: ['test/bad-inputs/**/*.test.ts'],
+    environment: 'node',
+    testTimeout: 120_000,
+    hookTimeout: 240_000,
+    // runs beside the unit tests (same group): vitest wants one maxWorkers per group
+    maxWorkers: Math.max(2, availableParallelism()),
+    // the cases run concurrently within the file; one per core
+    maxConcurrency: Math.max(2, availableParallelism()),
+  },
+};
+
 const e2e: TestProjectInlineConfiguration = {
   test: {
     name: 'e2e',
@@ -37,7 +54,7 @@ const skipE2E = process.env.BERTH_SKIP_E2E === '1';
 
 export default defineConfig({
   test: {
-    projects: skipE2E ? [unit] : [unit, e2e],
+    projects: skipE2E ? [unit, badInputs] : [unit, badInputs, e2e],
     reporters: ['default', './test/summary-reporter.ts'],
     // globalSetup's teardown stops the hosts (a few seconds for 6).
     teardownTimeout: 120_000,

@@ -10,8 +10,8 @@ import { loadSpec, type LoadOptions } from './spec/load.js';
 import { buildProgram, hostsInScope, type HostProgram, type Selection } from './plan/program.js';
 import { carriedSince, planHost, type HostPlan } from './plan/planner.js';
 import { getModule } from './modules/registry.js';
-import { acquireLock } from './apply/lock.js';
-import { STATE_KEY, nextRecord, stateRecordQuery, writeStateRecord, type PendingHandler, type StateRecord } from './apply/record.js';
+import { acquireLock, inflightGuard } from './apply/lock.js';
+import { STATE_KEY, nextRecord, stateRecordQuery, writeStateRecord, type PendingHandler, type RunRecord, type StateRecord } from './apply/record.js';
 import { DEFAULT_CI_BRANCH, checkCiRevision, specRevision, type SpecRevision } from './git/spec-repo.js';
 import { generatedNote, openSpecVault, saveVault } from './spec/vault-refs.js';
 import { BerthError, isBerthError } from './util/errors.js';
@@ -21,7 +21,9 @@ import { displayPath } from './spec/yamlfile.js';
 import { controllerStore } from './secrets/store.js';
 import { specStore } from './secrets/spec-store.js';
 import { resolve } from 'node:path';
-import type { ApplyOutcome, Change, ModuleApplyContext, ModuleContext, Transport, TransportStats } from './types.js';
+import { faultArmed, faultKill, faultPoint } from './util/fault.js';
+import { Readable } from 'node:stream';
+import type { ApplyOutcome, Change, ExecOptions, ModuleApplyContext, ModuleContext, Transport, TransportStats } from './types.js';
 import type { Spec } from './spec/model.js';
 
 export interface RunOptions extends LoadOptions, Selection {
@@ -256,6 +258,8 @@ export async function runApply(opts: RunOptions, saved?: RunResult): Promise<Run
                 });
                 release = lock.release;
                 if (lock.staleNote) hr.notes.push(lock.staleNote);
+                if (lock.inflightNote) hr.notes.push(lock.inflightNote);
+                faultPoint('locked');
                 const plan = await planOn(t, p, (n) => (apiRequests += n));
                 record = plan.record;
                 hr.changes = plan.changes;
@@ -263,6 +267,12 @@ export async function runApply(opts: RunOptions, saved?: RunResult): Promise<Run
                 hr.notes.push(...plan.warnings.map((w) => `warning: ${w}`));
                 if (saved) checkSavedHost(saved, hr);
                 step.title = label(p.host, hr.changes.length ? `plan: ${hr.changes.length} change(s)` : 'plan: no changes');
+                faultPoint('planned');
+                if (hr.changes.length) {
+                  // write-ahead: should this run die before its handlers ran, the next one still runs them
+                  await writeStateRecord(t, p.connection.become, nextRecord(record, runRecord(prep, hr, 'incomplete'), journaledHandlers(hr, record)));
+                  faultPoint('journaled');
+                }
               } catch (e) {
                 fail(e);
               }
@@ -273,12 +283,13 @@ export async function runApply(opts: RunOptions, saved?: RunResult): Promise<Run
             skip: () => failed || hr.changes.length === 0,
             task: (_c, step) =>
               step.newListr(
-                hr.changes.map((c) => ({
+                hr.changes.map((c, i) => ({
                   title: label(p.host, `${SYMBOL[c.action]} ${c.resource}`),
                   skip: () => failed,
                   task: async () => {
                     try {
-                      const outcome = await applyChange(c, t);
+                      faultPoint(`change:${i + 1}`);
+                      const outcome = await applyChange(c, applyTransport(t, i + 1));
                       hr.status![c.id] = 'done';
                       Object.assign(remember, outcome?.remember ?? {});
                     } catch (e) {
@@ -297,7 +308,9 @@ export async function runApply(opts: RunOptions, saved?: RunResult): Promise<Run
               for (const c of hr.changes) hr.status![c.id] ??= 'skipped';
               try {
                 if (release && hr.changes.length) {
-                  await writeStateRecord(t, p.connection.become, nextRecord(record, runRecord(prep, hr, failed), pendingHandlers(hr), remember));
+                  if (!failed) faultPoint('applied');
+                  await writeStateRecord(t, p.connection.become, nextRecord(record, runRecord(prep, hr, failed ? 'failed' : 'ok'), pendingHandlers(hr), remember));
+                  faultPoint('recorded');
                 }
               } catch (e) {
                 failed = true;
@@ -362,14 +375,75 @@ function pendingHandlers(hr: HostResult): PendingHandler[] {
   return [...out.values()];
 }
 
-function runRecord(prep: Prepared, hr: HostResult, failed: boolean) {
+/**
+ * The handlers to keep pending while an apply runs (written before its first
+ * change): every handler this plan runs, and those an earlier run left
+ * pending. If the run dies after a change notified a handler and before the
+ * handler ran, no change is left to notify it again; the record still has
+ * it. The price of dying before the notifying change: one extra run of the
+ * handler next time.
+ */
+function journaledHandlers(hr: HostResult, prev: StateRecord | undefined): PendingHandler[] {
+  const now = new Date().toISOString();
+  const out = new Map<string, PendingHandler>();
+  for (const h of prev?.pending_handlers ?? []) out.set(`${h.play}\u0000${h.handler}`, h);
+  for (const c of hr.changes) {
+    if (!c.notifiedBy) continue;
+    const key = `${c.play}\u0000${c.task}`;
+    if (!out.has(key)) out.set(key, { play: c.play, handler: c.task, since: c.notifiedBy.map(carriedSince).find((x) => x !== undefined) ?? now });
+  }
+  return [...out.values()];
+}
+
+/**
+ * The transport a change is applied through: each command holds the host's
+ * in-flight lock while it runs (see inflightGuard). With the test hook
+ * BERTH_TEST_KILL_AT=upload:<n>, the n-th change's data is cut half-way.
+ */
+function applyTransport(t: Transport, n: number): Transport {
+  const cut = faultArmed(`upload:${n}`);
+  return {
+    host: t.host,
+    get stats() {
+      return t.stats;
+    },
+    exec: (script: string, opts?: ExecOptions) => t.exec(inflightGuard(script), cut && opts?.stdin !== undefined ? { ...opts, stdin: halfThenDie(opts.stdin) } : opts),
+    session: (script: string, opts?: ExecOptions) => t.session(inflightGuard(script), opts),
+    close: () => t.close(),
+  };
+}
+
+/** Test hook: sends the first half of `data`, then SIGKILLs berth while the host waits for the rest. */
+function halfThenDie(data: string | Buffer | Readable): Readable {
+  const die = () => setTimeout(faultKill, 300);
+  if (data instanceof Readable) {
+    let first = true;
+    return data.map((chunk: Buffer) => {
+      if (first) die();
+      first = false;
+      return chunk;
+    });
+  }
+  const buf = Buffer.isBuffer(data) ? data : Buffer.from(data, 'utf8');
+  let sent = false;
+  return new Readable({
+    read() {
+      if (sent) return; // the rest never comes
+      sent = true;
+      this.push(buf.subarray(0, Math.floor(buf.length / 2)));
+      die();
+    },
+  });
+}
+
+function runRecord(prep: Prepared, hr: HostResult, status: RunRecord['status']) {
   return {
     at: new Date().toISOString(),
     berth: BERTH_VERSION,
     spec: prep.revision,
     inventory: prep.options.inventory,
     playbook: prep.options.playbook,
-    status: failed ? ('failed' as const) : ('ok' as const),
+    status,
     changes: hr.changes.map((c) => ({ resource: c.resource, action: c.action, task: c.task, status: hr.status?.[c.id] ?? 'skipped' })),
     ...(hr.error ? { error: hr.error } : {}),
   };

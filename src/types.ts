@@ -218,6 +218,13 @@ export interface Module<A = Record<string, unknown>> {
   name: string;
   /** JSON Schema file name under schemas/modules/ (without .json). */
   schema: string;
+  /**
+   * The arguments that may hold a secret (file content, a command line...).
+   * A secret anywhere else (a path, a user name) is refused before any host
+   * is contacted: it would be shown in the plan, and the module expects a
+   * string there. Undefined: not checked.
+   */
+  secretArgs?: readonly string[];
   /** Optional checks that need no host (templates render, source files exist); run before any host is contacted. */
   check?(args: A, ctx: ModuleContext): void;
   /**

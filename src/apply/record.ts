@@ -36,7 +36,8 @@ export interface RunRecord {
   spec: SpecRevision;
   inventory: string;
   playbook: string;
-  status: 'ok' | 'failed';
+  /** incomplete: written before the first change; a run that ends replaces it (one that died does not). */
+  status: 'ok' | 'failed' | 'incomplete';
   changes: { resource: string; action: string; task: string; status: 'done' | 'failed' | 'skipped' }[];
   error?: string;
 }
@@ -117,14 +118,16 @@ export async function writeStateRecord(t: Transport, become: boolean, rec: State
   const body = redact(JSON.stringify(rec, null, 2)) + '\n';
   const script = [
     'set -e',
+    "trap '' PIPE",
     STATE_DIR,
     'mkdir -p -m 0700 "$d"',
     't=$(mktemp -p "$d" .state.json.XXXXXX)',
     'trap \'rm -f "$t"\' EXIT',
+    'trap \'rm -f "$t"; exit 129\' HUP INT TERM',
     'cat > "$t"',
     'chmod 0600 "$t"',
     'mv -f "$t" "$d/state.json"',
-    'trap - EXIT',
+    'trap - EXIT HUP INT TERM',
   ].join('\n');
   const r = await t.exec(script, { stdin: body, become });
   if (r.code !== 0) throw new BerthError(`could not write the state record: ${r.stderr.trim() || r.stdout.trim()}`, { host: t.host });

@@ -1,4 +1,4 @@
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, basename, join, resolve } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { BerthError, isBerthError } from '../util/errors.js';
@@ -66,10 +66,12 @@ function render(r: RunResult, format: Format, f: CommonFlags): string {
 function runOptions(f: CommonFlags): RunOptions {
   const inventory = f.inventory ?? process.env.BERTH_INVENTORY;
   if (!inventory) throw new BerthError('no inventory given', { hint: 'pass -i inventories/<env> or set BERTH_INVENTORY' });
+  const root = resolve(f.dir);
+  if (!existsSync(root) || !statSync(root).isDirectory()) throw new BerthError(`spec directory not found: ${f.dir}`, { hint: '-C names the spec repository' });
   const forks = Number(f.forks ?? 25);
   if (!Number.isInteger(forks) || forks < 1 || forks > 1000) throw new BerthError(`--forks ${f.forks}: expected a whole number from 1 to 1000`);
   return {
-    root: resolve(f.dir),
+    root,
     inventory,
     playbook: f.playbook,
     limit: f.limit,
@@ -97,8 +99,9 @@ function readSavedPlan(path: string): RunResult {
   let raw: string;
   try {
     raw = readFileSync(path, 'utf8');
-  } catch {
-    throw new BerthError(`cannot read plan file ${path}`);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new BerthError(`cannot read plan file ${path} (${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : (code ?? String(e))})`, { hint: 'make one with: berth plan --out plan.json' });
   }
   let v: RunResult & { format?: string };
   try {
@@ -119,7 +122,8 @@ export function buildCli(out: (s: string) => void, setExit: (code: number) => vo
     .version(BERTH_VERSION, '-V, --version')
     .option('--debug', 'show stack traces for errors')
     .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+    // commander's own errors (unknown option or command) on one line, like berth's
+    .configureOutput({ writeErr: (s) => process.stderr.write(s), outputError: (s, write) => write(`${s.trim().split(/\s*\n\s*/).join(' ')}\n`) });
 
   common(
     program

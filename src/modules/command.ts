@@ -24,7 +24,8 @@ export interface CommandArgs {
   env?: Record<string, string | Secret>;
 }
 
-type Payload = { script: string | Secret };
+/** `input`: the script itself, when it holds a secret (it is then sent on stdin, see wrap). */
+type Payload = { script: string; input?: Secret };
 
 function commandLine(a: CommandArgs): string | Secret {
   const parts: (string | Secret)[] = a.argv ? a.argv.map((x) => (x instanceof Secret ? new Secret(shq(x.reveal()), x.display) : shq(x))) : [a.cmd!];
@@ -34,23 +35,33 @@ function commandLine(a: CommandArgs): string | Secret {
   return real === shown ? real : new Secret(real, shown);
 }
 
-function wrap(a: CommandArgs, line: string | Secret): string | Secret {
+/**
+ * The script to run. A command line on the host is readable by every local
+ * user (ps, /proc/<pid>/cmdline) while it runs, so a script that holds a
+ * secret is not put on one: the host runs `eval "$(cat)"` and the script
+ * arrives on stdin (shell builtins such as printf and echo then keep the
+ * secret inside the shell; an external program given it as an argument
+ * shows it, so pass secrets to those through env: instead).
+ */
+function wrap(a: CommandArgs, line: string | Secret): Payload {
   const build = (l: string, envShow: (v: string | Secret) => string) => {
     let s = l;
     const env = Object.entries(a.env ?? {}).map(([k, v]) => `export ${k}=${shq(envShow(v))}`);
     if (env.length) s = `${env.join('\n')}\n${s}`;
     if (a.chdir) s = `cd ${shq(a.chdir)} || exit 1\n${s}`;
-    if (a.user) s = `exec runuser -u ${shq(a.user)} -- sh -c ${shq(s)}`;
     return s;
   };
+  const asUser = (s: string) => (a.user ? `exec runuser -u ${shq(a.user)} -- sh -c ${shq(s)}` : s);
   const real = build(reveal(line), reveal);
   const shown = build(display(line), display);
-  return real === shown ? real : new Secret(real, shown);
+  if (real === shown) return { script: asUser(real) };
+  return { script: asUser('eval "$(cat)"'), input: new Secret(real, shown) };
 }
 
 export const commandModule: Module<CommandArgs> = {
   name: 'command',
   schema: 'command',
+  secretArgs: ['cmd', 'argv', 'env'],
   facts(a) {
     const q: FactQuery[] = [];
     if (a.creates) q.push(fileStat(a.creates));
@@ -73,10 +84,11 @@ export const commandModule: Module<CommandArgs> = {
     const attrs = [{ name: 'cmd', after: display(line) }];
     if (a.user) attrs.push({ name: 'user', after: a.user });
     if (a.chdir) attrs.push({ name: 'chdir', after: a.chdir });
-    return [{ resource: `command ${truncate(display(line))}`, action: 'run', attrs, sensitive: line instanceof Secret || undefined, payload: { script: wrap(a, line) } satisfies Payload }];
+    return [{ resource: `command ${truncate(display(line))}`, action: 'run', attrs, sensitive: line instanceof Secret || undefined, payload: wrap(a, line) satisfies Payload }];
   },
   async apply(change, ctx) {
-    await run(ctx, change.resource, reveal((change.payload as Payload).script));
+    const p = change.payload as Payload;
+    await run(ctx, change.resource, p.script, p.input?.reveal());
   },
 };
 

@@ -98,7 +98,8 @@ export function ancestors(path: string): string[] {
 }
 
 export function requireAbsolute(path: string, ctx: ModuleContext, key = 'path'): void {
-  if (!posix.isAbsolute(path) || path.includes('\0') || /(^|\/)\.\.(\/|$)/.test(path)) {
+  if (path.includes('\0')) throw new BerthError(`${key} ${JSON.stringify(path)} holds a NUL byte, which no path can`, { pos: ctx.pos });
+  if (!posix.isAbsolute(path) || /(^|\/)\.\.(\/|$)/.test(path)) {
     throw new BerthError(`${key} must be an absolute path without "..", got ${JSON.stringify(path)}`, { pos: ctx.pos });
   }
 }
@@ -143,22 +144,35 @@ export async function run(ctx: ModuleApplyContext, resource: string, script: str
  * Writes content atomically: a temporary file in the same directory gets the
  * content, owner and mode, then is renamed over the target. A reader never
  * sees a partial file; a failure leaves the old file as it was.
+ *
+ * `expect` is the sha256 of the bytes the script receives on stdin. It is
+ * checked before the rename: if berth dies (or the connection drops) half-way
+ * through sending, `cat` on the host sees an early end of input and would
+ * otherwise rename a truncated file into place.
  */
-export function atomicWriteScript(path: string, o: Ownership): string {
+export function atomicWriteScript(path: string, o: Ownership, expect?: { sha256: string; what?: string }): string {
   const p = shq(path);
   const dir = shq(posix.dirname(path));
   const base = shq('.' + posix.basename(path) + '.berth-');
   return [
     'set -e',
+    // berth gone (connection dropped): writing to stderr must not kill this script before it cleans up
+    "trap '' PIPE",
     `t=$(mktemp -p ${dir} ${base}XXXXXX)`,
     `trap 'rm -f "$t"' EXIT`,
+    `trap 'rm -f "$t"; exit 129' HUP INT TERM`,
     'cat > "$t"',
+    ...(expect
+      ? [
+          `echo ${shq(`${expect.sha256}  `)}"$t" | sha256sum -c --status || { echo "${expect.what ?? 'the data received'} does not match sha256 ${expect.sha256} ($(wc -c < "$t") bytes arrived): not written" >&2; exit 3; }`,
+        ]
+      : []),
     // what the spec does not name is kept from the old file (or the defaults root:root 0644)
     ...(o.owner && o.group ? [] : [`if [ -e ${p} ]; then chown --reference=${p} "$t"; fi`]),
     ...(o.mode ? [] : [`if [ -e ${p} ]; then chmod --reference=${p} "$t"; else chmod 0644 "$t"; fi`]),
     ...ownershipCommands('"$t"', o),
     'sync -d "$t" 2>/dev/null || true',
     `mv -f -- "$t" ${p}`,
-    'trap - EXIT',
+    'trap - EXIT HUP INT TERM',
   ].join('\n');
 }

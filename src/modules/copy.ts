@@ -56,7 +56,9 @@ export function sha256File(path: string): string {
 export const copyModule: Module<CopyArgs> = {
   name: 'copy',
   schema: 'copy',
+  secretArgs: [],
   check(a, ctx) {
+    requireAbsolute(a.dest, ctx, 'dest');
     const path = ctx.sourceFilePath(a.src);
     if (a.sha256 && sha256File(path) !== a.sha256.toLowerCase()) {
       throw new BerthError(`${a.src} does not match its pinned sha256 ${a.sha256}`, { pos: ctx.pos, hint: 'the file is not the one the spec pins: download it again, or update the sha256' });
@@ -87,10 +89,7 @@ export const copyModule: Module<CopyArgs> = {
       return;
     }
     // the sha256 is checked on the host before the rename: a truncated upload never lands
-    const script = atomicWriteScript(p.dest, p.own).replace(
-      'mv -f -- "$t"',
-      `echo ${shq(`${p.sha256}  `)}"$t" | sha256sum -c --status || { echo "uploaded file does not match sha256 ${p.sha256}" >&2; exit 3; }\nmv -f -- "$t"`,
-    );
+    const script = atomicWriteScript(p.dest, p.own, { sha256: p.sha256, what: 'uploaded file' });
     await run(ctx, change.resource, script, createReadStream(p.src));
   },
 };

@@ -25,6 +25,11 @@ interface DirPayload {
 export const directoryModule: Module<DirectoryArgs> = {
   name: 'directory',
   schema: 'directory',
+  secretArgs: [],
+  check: (a, ctx) => {
+    requireAbsolute(a.path, ctx);
+    ownershipOf(a);
+  },
   facts(a) {
     const q: FactQuery[] = [fileStat(a.path), ...ancestors(a.path).map((d) => fileStat(d))];
     return a.state === 'absent' ? q : [...q, ...ownershipFacts(ownershipOf(a))];

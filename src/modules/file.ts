@@ -64,6 +64,8 @@ export function planFile(
   requireAbsolute(path, ctx);
   checkParent(path, state, ctx);
   checkOwnership(own, state, ctx);
+  // a file with a secret in it is private unless the spec names a mode
+  if (content instanceof Secret && own.mode === undefined) own = { ...own, mode: '0600' };
   const cur = state.get<FileFact>(fileKey(path)) ?? { exists: false };
   if (cur.exists && cur.type !== 'file') {
     throw new BerthError(`${path} on ${ctx.host} is a ${cur.type}, not a regular file`, { pos: ctx.pos, hint: 'remove it first, or choose another path' });
@@ -126,7 +128,8 @@ export async function applyFile(change: PlannedChange, ctx: ModuleApplyContext):
     return;
   }
   if (p.content !== undefined) {
-    await run(ctx, change.resource, atomicWriteScript(p.path, p.own), bytesOf(p.content));
+    const bytes = bytesOf(p.content);
+    await run(ctx, change.resource, atomicWriteScript(p.path, p.own, { sha256: sha256(bytes) }), bytes);
     return;
   }
   const cmds = ownershipCommands(shq(p.path), p.own);
@@ -144,7 +147,9 @@ export function ownershipOf(a: { owner?: string; group?: string; mode?: string |
 export const fileModule: Module<FileArgs> = {
   name: 'file',
   schema: 'file',
+  secretArgs: ['content'],
   check: (a, ctx) => {
+    requireAbsolute(a.path, ctx);
     if (a.src !== undefined && a.state !== 'absent') ctx.readSourceFile(a.src);
     ownershipOf(a);
   },

@@ -8,6 +8,7 @@ import type { Module } from '../types.js';
 export const flushHandlersModule: Module<Record<string, never>> = {
   name: 'flush_handlers',
   schema: 'flush_handlers',
+  secretArgs: [],
   facts: () => [],
   plan: () => [],
   async apply() {

@@ -32,6 +32,7 @@ interface Payload {
 export const getUrlModule: Module<GetUrlArgs> = {
   name: 'get_url',
   schema: 'get_url',
+  secretArgs: [],
   facts: (a) => fileFacts(a.dest, ownershipOf(a)),
   plan(a, state, ctx): PlannedChange[] {
     requireAbsolute(a.dest, ctx, 'dest');
@@ -55,12 +56,10 @@ export const getUrlModule: Module<GetUrlArgs> = {
       await run(ctx, change.resource, ['set -e', ...ownershipCommands(shq(p.dest), p.own)].join('\n'));
       return;
     }
-    const script = atomicWriteScript(p.dest, p.own)
-      .replace('cat > "$t"', `curl -fsSL --retry 3 --max-time ${p.timeout} -o "$t" -- ${shq(p.url)}`)
-      .replace(
-        'mv -f -- "$t"',
-        `echo ${shq(`${p.sha256}  `)}"$t" | sha256sum -c --status || { echo "downloaded file does not match sha256 ${p.sha256}" >&2; exit 3; }\nmv -f -- "$t"`,
-      );
+    const script = atomicWriteScript(p.dest, p.own, { sha256: p.sha256, what: 'downloaded file' }).replace(
+      'cat > "$t"',
+      `curl -fsSL --retry 3 --max-time ${p.timeout} -o "$t" -- ${shq(p.url)}`,
+    );
     await run(ctx, change.resource, script);
   },
 };

@@ -65,6 +65,7 @@ function systemFact(a: PreflightArgs): FactQuery<SystemFact> {
 export const preflightModule: Module<PreflightArgs> = {
   name: 'preflight',
   schema: 'preflight',
+  secretArgs: [],
   facts: (a) => [systemFact(a)],
   plan(a, state, ctx): PlannedChange[] {
     const f = state.get<SystemFact>(key(a));

@@ -1,4 +1,5 @@
 import type { Module } from '../types.js';
+import { requireAbsolute } from './common.js';
 import { applyFile, fileFacts, ownershipOf, planAbsent, planFile } from './file.js';
 
 export interface TemplateArgs {
@@ -15,7 +16,9 @@ export interface TemplateArgs {
 export const templateModule: Module<TemplateArgs> = {
   name: 'template',
   schema: 'template',
+  secretArgs: [],
   check: (a, ctx) => {
+    requireAbsolute(a.dest, ctx, 'dest');
     if (a.state !== 'absent') ctx.renderTemplateFile(a.src);
   },
   facts: (a) => fileFacts(a.dest, a.state === 'absent' ? {} : ownershipOf(a)),

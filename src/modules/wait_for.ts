@@ -40,6 +40,14 @@ export function unhealthyComponents(body: string): string {
 export const waitForModule: Module<WaitForArgs> = {
   name: 'wait_for',
   schema: 'wait_for',
+  secretArgs: [],
+  check(a) {
+    try {
+      new URL(a.url);
+    } catch {
+      throw new BerthError(`url: ${JSON.stringify(a.url)} is not a valid URL`, { hint: 'check the host name and that the port is 1-65535' });
+    }
+  },
   facts: () => [],
   plan(a): PlannedChange[] {
     const payload: Payload = { url: a.url, timeout: a.timeout ?? 300, interval: a.interval ?? 2, harbor_health: a.harbor_health ?? false, insecure: a.insecure ?? false };

@@ -8,9 +8,9 @@ import { Secret, isSecret } from '../secrets/secret.js';
 import { BerthError } from '../util/errors.js';
 import { getModule } from '../modules/registry.js';
 import { evalCondition, renderTemplate, renderValue, sourceVariable } from '../template/index.js';
-import { compileSchema, schemaValidator, validateOrThrow } from '../spec/schemas.js';
+import { compileSchema, formatKeyPath, schemaValidator, validateOrThrow } from '../spec/schemas.js';
 import { selectHosts, varsFor } from '../spec/load.js';
-import { displayPath, type KeyPath } from '../spec/yamlfile.js';
+import { decodeText, displayPath, type KeyPath } from '../spec/yamlfile.js';
 import { findSource } from '../spec/source.js';
 import { controllerStore } from '../secrets/store.js';
 import { withPos } from '../spec/tls.js';
@@ -144,6 +144,7 @@ export function buildProgram(spec: Spec, hostName: string, sel: Selection): Host
     }
     segments.push(seg);
   }
+  checkIdClashes(segments);
   const queries: FactQuery[] = [];
   const controllerQueries: ControllerFactQuery[] = [];
   for (const seg of segments) {
@@ -157,6 +158,45 @@ export function buildProgram(spec: Spec, hostName: string, sel: Selection): Host
   return { host: hostName, connection, segments, queries, controllerQueries };
 }
 
+/**
+ * Two user (or group) tasks for one host that give one uid (gid) to two
+ * names, or one name two uids: whichever runs second would fail on the host,
+ * or renumber what the first made. Refused before any host is contacted.
+ */
+function checkIdClashes(segments: PlaySegment[]): void {
+  for (const [module, id, what] of [
+    ['user', 'uid', 'user'],
+    ['group', 'gid', 'group'],
+  ] as const) {
+    const byId = new Map<number, BoundTask>();
+    const byName = new Map<string, BoundTask>();
+    for (const seg of segments) {
+      for (const t of [...seg.tasks, ...seg.handlers]) {
+        if (t.module.name !== module || t.args.state === 'absent' || typeof t.args[id] !== 'number') continue;
+        const name = String(t.args.name);
+        const n = t.args[id] as number;
+        const where = (o: BoundTask) => `${o.ctx.pos.file}:${o.ctx.pos.line ?? '?'}:${o.ctx.pos.col ?? '?'}`;
+        const other = byId.get(n);
+        if (other && String(other.args.name) !== name) {
+          throw new BerthError(`${id} ${n} is given to ${what} "${name}" here and to ${what} "${String(other.args.name)}" at ${where(other)}`, {
+            pos: t.ctx.pos,
+            hint: `each ${what} needs its own ${id}`,
+          });
+        }
+        const same = byName.get(name);
+        if (same && same.args[id] !== n) {
+          throw new BerthError(`${what} "${name}" is given ${id} ${n} here and ${id} ${String(same.args[id])} at ${where(same)}`, {
+            pos: t.ctx.pos,
+            hint: `give "${name}" one ${id}`,
+          });
+        }
+        byId.set(n, t);
+        byName.set(name, t);
+      }
+    }
+  }
+}
+
 function checkRoleInputs(ref: RoleRef, vars: MergedVars): void {
   const schema = ref.role.schema!;
   const validate = compileSchema(schema.value, schema.pos);
@@ -164,6 +204,23 @@ function checkRoleInputs(ref: RoleRef, vars: MergedVars): void {
     locate: (p) => vars.locate(p),
     locateKey: (p) => vars.locate(p, true),
   }, { what: `inputs of role ${ref.role.name}`, fallback: ref.pos });
+}
+
+/** The key path of the first Secret in `v`, if any. */
+function secretPath(v: unknown, path: KeyPath = []): KeyPath | undefined {
+  if (isSecret(v)) return path;
+  if (Array.isArray(v)) {
+    for (const [i, x] of v.entries()) {
+      const p = secretPath(x, [...path, i]);
+      if (p) return p;
+    }
+  } else if (v !== null && typeof v === 'object') {
+    for (const [k, x] of Object.entries(v)) {
+      const p = secretPath(x, [...path, k]);
+      if (p) return p;
+    }
+  }
+  return undefined;
 }
 
 /** Secrets validate as strings (their display text); everything else as is. */
@@ -208,6 +265,15 @@ function bindTask(spec: Spec, play: PlaySpec, ref: RoleRef | undefined, t: TaskS
       locateKey: (p) => t.file.locateKey([...t.path, t.module, ...p]),
     }, { what: `${t.module} arguments`, fallback: t.pos, basePath: [] });
     const args = restoreSecrets(renderedArgs, checked) as Record<string, unknown>;
+    if (module.secretArgs) {
+      const at = secretPath(args);
+      if (at && !module.secretArgs.includes(String(at[0]))) {
+        throw new BerthError(`${formatKeyPath(at)}: a secret cannot be used here`, {
+          pos: argPos(at),
+          hint: module.secretArgs.length ? `${t.module} takes secrets only in ${module.secretArgs.join(', ')}` : `${t.module} takes no secrets`,
+        });
+      }
+    }
     const name = item === NO_LOOP ? t.name : nameWithItem(t, context);
     const roleDir = ref?.role.dir;
     const rendered = new Map<string, string | Secret>();
@@ -220,8 +286,9 @@ function bindTask(spec: Spec, play: PlaySpec, ref: RoleRef | undefined, t: TaskS
       renderTemplateFile: (src) => {
         let r = rendered.get(src);
         if (r === undefined) {
-          const abs = findSource(spec.root, roleDir, 'templates', src, t.pos);
-          r = renderTemplate(readFileSync(abs, 'utf8'), context, { file: displayPath(abs, spec.root) });
+          const abs = findSource(spec.root, roleDir, 'templates', src, t.pos, MAX_TEMPLATE_BYTES);
+          const file = displayPath(abs, spec.root);
+          r = renderTemplate(decodeText(readFileSync(abs), file, 'template'), context, { file });
           rendered.set(src, r);
         }
         return r;
@@ -230,7 +297,7 @@ function bindTask(spec: Spec, play: PlaySpec, ref: RoleRef | undefined, t: TaskS
       locateArg: (p) => argSource(t.args, p, vars, item === NO_LOOP ? undefined : { loopVar, index, item }) ?? argPos(p),
       sourceFilePath: (src) => findSource(spec.root, roleDir, 'files', src, t.pos, Number.MAX_SAFE_INTEGER),
     };
-    module.check?.(args, ctx);
+    withPos(() => module.check?.(args, ctx), t.pos);
     if (module.prepare) ctx.prepared = withPos(() => module.prepare!(args, { ...ctx, store: spec.store ?? controllerStore(spec.root) }), t.pos);
     out.push({ play: play.name, role: ref?.role.name, name, module, args, ctx, notify: t.notify, tags: t.tags, become });
   }
@@ -277,6 +344,9 @@ function argSource(
   }
   return undefined;
 }
+
+/** Templates are rendered in memory (twice, when they hold secrets). */
+const MAX_TEMPLATE_BYTES = 16 * 1024 * 1024;
 
 function loopItems(t: TaskSpec, vars: MergedVars): unknown[] {
   if (t.loop === undefined) return [NO_LOOP];

@@ -4,7 +4,7 @@ import { BerthError } from '../util/errors.js';
 import type { GroupSpec, HostSpec, Inventory } from './model.js';
 import { schemaValidator, validateOrThrow } from './schemas.js';
 import { MergedVars, layerFromFile, type VarLayer } from './vars.js';
-import { displayPath, readYamlFile, type KeyPath, type YamlFile } from './yamlfile.js';
+import { displayPath, oneOf, readYamlFile, type KeyPath, type YamlFile } from './yamlfile.js';
 
 interface RawGroup {
   hosts?: Record<string, Record<string, unknown> | null>;
@@ -21,7 +21,7 @@ export function loadInventory(dir: string, root: string): Inventory {
       hint: 'pass -i with a directory that holds hosts.yml, e.g. -i inventories/example',
     });
   }
-  const hostsFile = ['hosts.yml', 'hosts.yaml'].map((f) => join(dir, f)).find((f) => existsSync(f));
+  const hostsFile = oneOf(['hosts.yml', 'hosts.yaml'].map((f) => join(dir, f)), root);
   if (!hostsFile) throw new BerthError('hosts.yml not found', { pos: { file: displayPath(join(dir, 'hosts.yml'), root) } });
   const yf = readYamlFile(hostsFile, root);
   validateOrThrow(schemaValidator('inventory.json'), yf.value, yf, { what: 'inventory', fallback: { file: yf.file } });

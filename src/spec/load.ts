@@ -9,7 +9,7 @@ import { BERTH_HOME } from './schemas.js';
 import { MergedVars, type VarLayer } from './vars.js';
 import { resolveTls } from './tls.js';
 import { controllerStore } from '../secrets/store.js';
-import { displayPath, parseYaml, type KeyPath } from './yamlfile.js';
+import { displayPath, parseYaml, readYamlFile, type KeyPath } from './yamlfile.js';
 import { isVaultRef, resolveVaultRef, type SpecSecrets } from './vault-refs.js';
 
 export interface LoadOptions {
@@ -40,8 +40,7 @@ export function loadSpec(opts: LoadOptions): Spec {
 function parseExtraVars(items: string[], root: string): VarLayer[] {
   return items.map((item, i) => {
     if (item.startsWith('@')) {
-      const p = resolve(root, item.slice(1));
-      const yf = parseYaml(readFileSync(p, 'utf8'), displayPath(p, root));
+      const yf = readYamlFile(resolve(root, item.slice(1)), root);
       if (!yf.value || typeof yf.value !== 'object' || Array.isArray(yf.value)) {
         throw new BerthError('extra vars file must be a mapping', { pos: { file: yf.file } });
       }
@@ -151,7 +150,7 @@ export function resolveSecrets(obj: Record<string, unknown> | unknown[], path: K
       const name = String(o.secret_env);
       const val = process.env[name];
       if (val === undefined || val === '') {
-        throw new BerthError(`secret environment variable ${name} is not set`, {
+        throw new BerthError(`secret environment variable ${name} is ${val === '' ? 'empty' : 'not set'}`, {
           pos: vars.locate(here),
           hint: `export ${name}=… before running berth (the value is never printed)`,
         });
@@ -163,7 +162,8 @@ export function resolveSecrets(obj: Record<string, unknown> | unknown[], path: K
       let val = secretFiles.get(abs);
       if (val === undefined) {
         if (!existsSync(abs) || !statSync(abs).isFile()) {
-          throw new BerthError(`secret file not found: ${p}`, { pos: vars.locate(here), hint: 'secret_file paths are relative to the spec root' });
+          const dir = existsSync(abs) && statSync(abs).isDirectory();
+          throw new BerthError(dir ? `secret file ${p} is a directory` : `secret file not found: ${p}`, { pos: vars.locate(here), hint: 'secret_file paths are relative to the spec root' });
         }
         val = readFileSync(abs, 'utf8').replace(/\r?\n$/, '');
         secretFiles.set(abs, val);

@@ -5,7 +5,7 @@ import { moduleNames } from '../modules/registry.js';
 import type { PlaySpec, RoleRef, RoleSpec, TaskSpec } from './model.js';
 import { compileSchema, schemaValidator, validateOrThrow } from './schemas.js';
 import { layerFromFile, type VarLayer } from './vars.js';
-import { displayPath, readYamlFile, type KeyPath, type YamlFile } from './yamlfile.js';
+import { decodeText, displayPath, linkProblem, lstatOrUndefined, oneOf, parseYaml, readYamlFile, type KeyPath, type YamlFile } from './yamlfile.js';
 
 const TASK_KEYWORDS = new Set(['name', 'notify', 'listen', 'tags', 'when', 'loop', 'become']);
 
@@ -78,11 +78,13 @@ export class RoleLoader {
     const hit = this.cache.get(name);
     if (hit) return hit;
     const dir = this.searchPath.map((d) => join(d, name)).find((d) => existsSync(d) && statSync(d).isDirectory());
+    const broken = dir ? undefined : this.searchPath.map((d) => join(d, name)).find((d) => lstatOrUndefined(d)?.isSymbolicLink());
+    if (broken) throw new BerthError(`role "${name}" is a symbolic link that leads nowhere (${linkProblem(broken)})`, { pos: ref.pos });
     if (!dir) {
       throw new BerthError(`unknown role "${name}"`, { pos: ref.pos, hint: `roles found: ${this.available().join(', ') || '(none)'}` });
     }
     checkNoLoops(dir, this.root);
-    const opt = (sub: string) => ['main.yml', 'main.yaml'].map((f) => join(dir, sub, f)).find((f) => existsSync(f));
+    const opt = (sub: string) => oneOf(['main.yml', 'main.yaml'].map((f) => join(dir, sub, f)), this.root);
     const tasksFile = opt('tasks');
     const handlersFile = opt('handlers');
     const defaultsFile = opt('defaults');
@@ -98,10 +100,13 @@ export class RoleLoader {
     const schemaFile = join(dir, 'schema.json');
     if (existsSync(schemaFile)) {
       const pos = { file: displayPath(schemaFile, this.root) };
+      const text = decodeText(readFileSync(schemaFile), pos.file, 'JSON');
       let value: object;
       try {
-        value = JSON.parse(readFileSync(schemaFile, 'utf8')) as object;
+        value = JSON.parse(text) as object;
       } catch (e) {
+        // JSON is YAML: the YAML parser can say where the mistake is
+        parseYaml(text, pos.file);
         throw new BerthError(`invalid JSON: ${(e as Error).message}`, { pos });
       }
       compileSchema(value, pos);

@@ -99,7 +99,7 @@ export function validateOrThrow(
   if (validate(value)) return;
   const err = pickError(validate.errors ?? []);
   if (!err) throw new BerthError(`invalid ${opts.what ?? 'value'}`, { pos: opts.fallback });
-  throw schemaError(err, value, loc, opts.basePath ?? [], opts.fallback);
+  throw schemaError(err, value, loc, opts.basePath ?? [], opts.fallback, validate.errors ?? []);
 }
 
 export function pathOf(instancePath: string): KeyPath {
@@ -154,14 +154,32 @@ function show(v: unknown): string {
   return String(v);
 }
 
-function typeName(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'list';
-  if (typeof v === 'object') return 'mapping';
-  return typeof v;
+/** What a value is, for "got ...": null, a list, a mapping, string "x", number 42. */
+function described(v: unknown): string {
+  if (v === null || v === undefined) return 'null';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'object') return show(v) === '(sensitive)' ? 'a secret' : 'a mapping';
+  return `${typeof v} ${show(v)}`;
 }
 
-function schemaError(err: ErrorObject, root: unknown, loc: Locator, base: KeyPath, fallback?: SourcePos): BerthError {
+const TYPE_WORDS: Record<string, string> = { object: 'a mapping', array: 'a list' };
+
+const truncated = (s: string) => (s.length > 60 ? `${s.slice(0, 57)}...` : s);
+
+/** The keys of an anyOf/oneOf whose branches are each just `required: [key]`. */
+function requiredBranches(schema: unknown): string[] | undefined {
+  if (!Array.isArray(schema)) return undefined;
+  const keys: string[] = [];
+  for (const b of schema as { required?: unknown }[]) {
+    if (!b || typeof b !== 'object' || Object.keys(b).length !== 1 || !Array.isArray(b.required) || b.required.length !== 1) return undefined;
+    keys.push(String(b.required[0]));
+  }
+  return keys;
+}
+
+const list = (keys: string[], last: string) => (keys.length <= 1 ? keys.join('') : `${keys.slice(0, -1).join(', ')} ${last} ${keys.at(-1)}`);
+
+function schemaError(err: ErrorObject, root: unknown, loc: Locator, base: KeyPath, fallback: SourcePos | undefined, all: ErrorObject[]): BerthError {
   const path = pathOf(err.instancePath);
   const value = valueAt(root, path);
   const full = [...base, ...path];
@@ -173,11 +191,34 @@ function schemaError(err: ErrorObject, root: unknown, loc: Locator, base: KeyPat
   const params = err.params as Record<string, unknown>;
   if (err.propertyName !== undefined) {
     // a key that breaks the mapping's propertyNames rule (host, group or variable names)
-    return new BerthError(`invalid name "${err.propertyName}"`, {
-      pos: loc.locateKey([...full, err.propertyName]) ?? pos ?? fallback,
-      keyPath: formatKeyPath([...full, err.propertyName]) || undefined,
+    const name = err.propertyName;
+    return new BerthError(`invalid name ${JSON.stringify(truncated(name))}`, {
+      pos: loc.locateKey([...full, name]) ?? pos ?? fallback,
+      keyPath: name.length > 60 ? formatKeyPath(full) || undefined : formatKeyPath([...full, name]) || undefined,
       hint: schemaHint ?? (err.keyword === 'pattern' ? `must match ${String(params.pattern)}` : err.message),
     });
+  }
+  // a key the schema wants one of (anyOf/oneOf of `required` branches), or only one of
+  const choice = all.find((e) => (e.keyword === 'anyOf' || e.keyword === 'oneOf') && e.instancePath === err.instancePath && requiredBranches(e.schema));
+  const missing = err.keyword === 'required' ? String(params.missingProperty) : undefined;
+  if (choice && (err.keyword === 'oneOf' || (missing !== undefined && requiredBranches(choice.schema)!.includes(missing)))) {
+    const keys = requiredBranches(choice.schema)!;
+    const many = choice.keyword === 'oneOf' && Array.isArray((choice.params as { passingSchemas?: unknown }).passingSchemas);
+    return new BerthError(many ? `set only one of ${list(keys, 'or')}` : `needs ${choice.keyword === 'oneOf' ? 'exactly one' : 'at least one'} of ${list(keys, 'or')}`, {
+      pos: pos ?? fallback,
+      keyPath: keyPath || undefined,
+      hint: schemaHint,
+    });
+  }
+  if (err.keyword === 'not') {
+    const req = (err.schema as { required?: unknown } | undefined)?.required;
+    if (Array.isArray(req) && req.length > 1) {
+      return new BerthError(`${list(req.map(String), 'and')} cannot be set together`, { pos: pos ?? fallback, keyPath: keyPath || undefined, hint: 'keep one of them' });
+    }
+  }
+  if (path.length === 0 && (value === null || value === undefined) && err.keyword === 'type') {
+    const want = String(params.type).split(',').filter((t) => t !== 'null').map((t) => TYPE_WORDS[t] ?? t);
+    return new BerthError(`the file is empty; expected ${want.join(' or ')}`, { pos: fallback?.file ? { file: fallback.file } : pos });
   }
   switch (err.keyword) {
     case 'additionalProperties': {
@@ -193,7 +234,7 @@ function schemaError(err: ErrorObject, root: unknown, loc: Locator, base: KeyPat
       message = `missing required key "${String(params.missingProperty)}"`;
       break;
     case 'type':
-      message = `must be ${String(params.type).replace(/,/g, ' or ')}, got ${typeName(value)} ${show(value)}`;
+      message = `must be ${String(params.type).split(',').map((t) => TYPE_WORDS[t] ?? t).join(' or ')}, got ${described(value)}`;
       break;
     case 'enum':
       message = `${show(value)} is not allowed`;

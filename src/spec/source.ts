@@ -24,6 +24,11 @@ export function findSource(root: string, roleDir: string | undefined, kind: 'tem
   if (!allowed) throw new BerthError(`${src} resolves outside the spec repository (${real})`, { pos, hint: 'templates and files must live in the repository' });
   if (!statSync(real).isFile()) throw new BerthError(`${src} is not a regular file`, { pos });
   const size = statSync(real).size;
-  if (size > maxBytes) throw new BerthError(`${src} is ${size} bytes; files over ${maxBytes >> 20} MiB go through the copy module, which streams them`, { pos });
+  if (size > maxBytes) {
+    throw new BerthError(
+      kind === 'templates' ? `template ${src} is ${size} bytes; templates must be under ${maxBytes >> 20} MiB` : `${src} is ${size} bytes; files over ${maxBytes >> 20} MiB go through the copy module, which streams them`,
+      { pos },
+    );
+  }
   return real;
 }

@@ -614,7 +614,7 @@ function toBerthError(err: unknown, e: Entry, context: TemplateContext, origin: 
     const text = (e.source.split('\n')[line - 1] ?? '').trim();
     return new BerthError(`template syntax error: ${what}`, {
       pos: templatePos(origin, line),
-      hint: `line reads: ${text.length > 60 ? `${text.slice(0, 57)}...` : text}`,
+      hint: text ? `line reads: ${text.length > 60 ? `${text.slice(0, 57)}...` : text}` : undefined,
     });
   }
 
@@ -632,6 +632,16 @@ function toBerthError(err: unknown, e: Entry, context: TemplateContext, origin: 
     const hit = unresolved ?? candidates[0];
     if (hit) return missingVariable(hit, context, origin);
     return new BerthError(`template variable "${prop}" is not defined`, { pos: templatePos(origin) });
+  }
+
+  // {{> name}}: berth registers no partials
+  const partial = /^The partial (.+) could not be found/.exec(message);
+  if (partial) {
+    const hit = findNodes(astOf(e), (n) => n.type === 'PartialStatement')[0]?.node as hbs.AST.PartialStatement | undefined;
+    return new BerthError(`partials are not supported ({{> ${partial[1]}}})`, {
+      pos: templatePos(origin, hit?.loc?.start.line, hit?.loc?.start.column),
+      hint: 'a template is one file: put the shared text in a variable',
+    });
   }
 
   return new BerthError(`template error: ${message}`, { pos: templatePos(origin), cause: err });

@@ -37,7 +37,8 @@ export class BerthError extends Error {
     let msg = this.message;
     if (this.hint) msg += ` (${this.hint})`;
     parts.push(msg);
-    return redact(parts.join(': ').replace(/\s*\n\s*/g, ' '));
+    // one line, and no control characters from spec values (a terminal would act on escape sequences)
+    return redact(parts.join(': ').replace(/\s*\n\s*/g, ' ')).replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
   }
 }
 

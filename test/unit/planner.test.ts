@@ -261,14 +261,16 @@ describe('refusals at plan time (exact one-line errors at the task)', () => {
     expect(err.format()).toBe('playbooks/site.yml:4:7: uid 2000 is already used by user "postgres" on h1 (choose another uid, or remove or renumber that user)');
   });
 
-  it('a uid taken by a user created earlier in the same plan', () => {
-    const p = programOf(`
+  it('a uid the spec gives to two users is refused before any host is asked (no program is built)', () => {
+    const err = berthError(() =>
+      programOf(`
       - name: first
         user: { name: alpha, uid: 3000 }
       - name: second
         user: { name: beta, uid: 3000 }
-    `);
-    expect(berthError(() => plan(p)).format()).toBe('playbooks/site.yml:6:7: uid 3000 is already used by user "alpha" on h1 (choose another uid, or remove or renumber that user)');
+    `),
+    );
+    expect(err.format()).toBe('playbooks/site.yml:6:7: uid 3000 is given to user "beta" here and to user "alpha" at playbooks/site.yml:4:7 (each user needs its own uid)');
   });
 
   it('an existing user with another uid is refused unless force: true', () => {

@@ -295,12 +295,11 @@ const CASES: Case[] = [
     files: { 'playbooks/site.yml': play('  tasks:\n    - name: tools\n      apt:\n        name: [curl, JQ]\n') },
     want: 'playbooks/site.yml:6:22: name[1]: "JQ" is not valid (must match ^[a-z0-9][a-z0-9+.-]+$)',
   },
-  // current wording: the schema's anyOf (state | enabled | daemon_reload) is reported
-  // as its first branch; "needs one of state, enabled, daemon_reload" would be clearer
+  // the schema's anyOf (state | enabled | daemon_reload), said as such
   {
     name: 'service without state, enabled or daemon_reload',
     files: { 'playbooks/site.yml': play('  tasks:\n    - name: svc\n      service: { name: app }\n') },
-    want: 'playbooks/site.yml:5:16: missing required key "state"',
+    want: 'playbooks/site.yml:5:16: needs at least one of state, enabled or daemon_reload',
   },
   {
     name: 'a template with a missing variable (error at the template line)',
@@ -319,7 +318,7 @@ const CASES: Case[] = [
       'roles/app/tasks/main.yml': '[]\n',
       'playbooks/site.yml': play('  roles: [app]\n'),
     },
-    want: 'roles/app/defaults/main.yml:1:1: must be object or null, got list a list',
+    want: 'roles/app/defaults/main.yml:1:1: must be a mapping or null, got a list',
   },
   {
     name: 'role input schema: harbor_host with harbor.uid 1000 (error at the group_vars line)',

@@ -354,10 +354,10 @@ describe('secrets', () => {
     );
   });
 
-  it('an empty secret environment variable counts as missing', () => {
+  it('an empty secret environment variable counts as missing (and says it is empty)', () => {
     process.env[ENV] = '';
     const err = berthError(() => varsOf(loadTree(tree()), 'h1', 0, false));
-    expect(err.message).toBe(`secret environment variable ${ENV} is not set`);
+    expect(err.message).toBe(`secret environment variable ${ENV} is empty`);
   });
 
   it('a missing secret file is an error at the line that names it (inside a list)', () => {
