@@ -2,6 +2,7 @@ import type { Module } from '../types.js';
 import { aptModule } from './apt.js';
 import { commandModule } from './command.js';
 import { copyModule } from './copy.js';
+import { dexStaticClientModule } from './dex_static_client.js';
 import { directoryModule } from './directory.js';
 import { fileModule } from './file.js';
 import { flushHandlersModule } from './flush_handlers.js';
@@ -36,6 +37,7 @@ const MODULES: Module<never>[] = [
   harborProjectModule,
   harborPruneModule,
   harborConfigModule,
+  dexStaticClientModule,
 ] as unknown as Module<never>[];
 
 const byName = new Map(MODULES.map((m) => [m.name, m as unknown as Module]));
