@@ -12,7 +12,7 @@ import { ValuesRepo, repoLocation, type PathAt, type RepoLocation } from '../git
 import { editStaticClient, maskSecretValues, type DexClient, type EditResult } from '../git/yaml-edit.js';
 import { maskedDiff } from '../plan/diff.js';
 import { BERTH_VERSION } from '../version.js';
-import type { AttrChange, ControllerFactQuery, Module, ModuleContext, PlannedChange } from '../types.js';
+import type { AttrChange, ControllerFactQuery, Module, ModuleApplyContext, ModuleContext, PlannedChange } from '../types.js';
 
 export interface DexClientArgs {
   repo: string;
@@ -191,36 +191,50 @@ export const dexStaticClientModule: Module<DexClientArgs> = {
     ];
   },
   async apply(change, ctx) {
-    const p = change.payload as Payload;
-    const w = p.where;
-    const repo = await ValuesRepo.open(w.loc);
-    const message = await commitMessage(p, ctx);
-    const target = w.review ?? w.branch;
-    const client: DexClient = { ...p.client, secret: p.client.secret?.reveal() };
-    let base = p.base;
-    let text = p.text.reveal();
-    let expected = w.review ? p.reviewBase : p.base;
-    for (let attempt = 1; ; attempt++) {
-      const commit = await repo.commitFile(base, w.path, p.mode, text, message);
-      const pushed = await repo.push(commit, target, expected);
-      if (pushed.ok) return;
-      if (attempt === 2) {
-        throw new BerthError(`${change.resource}: the push to ${target} of ${w.loc.display} was rejected again (${pushed.rejected}): someone keeps pushing to it; berth pushed nothing`, {
-          hint: 'run berth apply again once the branch is quiet',
-        });
+    try {
+      await pushEdit(change, ctx);
+    } catch (e) {
+      // apply-time errors name the host and the resource (as the harbor_* modules' do)
+      if (e instanceof BerthError) {
+        const msg = e.message.startsWith(change.resource) ? e.message : `${change.resource}: ${e.message}`;
+        throw new BerthError(msg, { host: ctx.host, hint: e.hint, cause: e });
       }
-      // someone pushed meanwhile: the same edit on the new tip, if the client there is as planned
-      const now = await readValues(repo, w);
-      const tipNow = w.review ? (now.review?.commit ?? null) : now.commit;
-      if (tipNow === expected) {
-        throw new BerthError(`${change.resource}: the push to ${target} of ${w.loc.display} was rejected (${pushed.rejected}) although the branch did not move`, { hint: 'check the remote repository (permissions, hooks)' });
-      }
-      const retry = retryEdit(change.resource, p, now, client);
-      if (!retry) return;
-      ({ base, text, expected } = retry);
+      throw e;
     }
   },
 };
+
+/** Commits the planned edit on the planned commit and pushes it; once more on a moved branch (see retryEdit). */
+async function pushEdit(change: PlannedChange, ctx: ModuleApplyContext): Promise<void> {
+  const p = change.payload as Payload;
+  const w = p.where;
+  const repo = await ValuesRepo.open(w.loc);
+  const message = await commitMessage(p, ctx);
+  const target = w.review ?? w.branch;
+  const client: DexClient = { ...p.client, secret: p.client.secret?.reveal() };
+  let base = p.base;
+  let text = p.text.reveal();
+  let expected = w.review ? p.reviewBase : p.base;
+  for (let attempt = 1; ; attempt++) {
+    const commit = await repo.commitFile(base, w.path, p.mode, text, message);
+    const pushed = await repo.push(commit, target, expected);
+    if (pushed.ok) return;
+    if (attempt === 2) {
+      throw new BerthError(`${change.resource}: the push to ${target} of ${w.loc.display} was rejected again (${pushed.rejected}): someone keeps pushing to it; berth pushed nothing`, {
+        hint: 'run berth apply again once the branch is quiet',
+      });
+    }
+    // someone pushed meanwhile: the same edit on the new tip, if the client there is as planned
+    const now = await readValues(repo, w);
+    const tipNow = w.review ? (now.review?.commit ?? null) : now.commit;
+    if (tipNow === expected) {
+      throw new BerthError(`${change.resource}: the push to ${target} of ${w.loc.display} was rejected (${pushed.rejected}) although the branch did not move`, { hint: 'check the remote repository (permissions, hooks)' });
+    }
+    const retry = retryEdit(change.resource, p, now, client);
+    if (!retry) return;
+    ({ base, text, expected } = retry);
+  }
+}
 
 /**
  * The edit again on a branch that moved after the plan. It is exact only when

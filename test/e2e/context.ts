@@ -33,8 +33,8 @@ export const E2E_HARNESS: E2EHarnessConfig = {
  */
 export function e2eHarnessFromEnv(env: NodeJS.ProcessEnv = process.env): E2EHarnessConfig {
   const offset = env.BERTH_E2E_OFFSET === undefined ? E2E_HARNESS.addrOffset : Number(env.BERTH_E2E_OFFSET);
-  if (!Number.isInteger(offset) || offset < 1 || offset > 200) {
-    throw new Error(`BERTH_E2E_OFFSET must be an integer in 1..200, got ${env.BERTH_E2E_OFFSET}`);
+  if (!Number.isInteger(offset) || offset < 1 || offset > 250) {
+    throw new Error(`BERTH_E2E_OFFSET must be an integer in 1..250, got ${env.BERTH_E2E_OFFSET}`);
   }
   return {
     prefix: env.BERTH_E2E_PREFIX ?? E2E_HARNESS.prefix,

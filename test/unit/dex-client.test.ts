@@ -282,7 +282,7 @@ describe('a branch that moved after the plan', () => {
     const p = await planNow(w);
     raceOnPush(w, `echo "# race $n" >> ${PATH}`, 2);
     const e = await applyError(p.changes);
-    expect(e).toMatch(new RegExp(`^dex static client harbor-cache-oidc-dex: the push to main of ${w.origin.replace(/[.]/g, '\\.')} was rejected again \\((failed to update ref|stale info|fetch first)\\): someone keeps pushing to it; berth pushed nothing \\(run berth apply again once the branch is quiet\\)$`));
+    expect(e).toMatch(new RegExp(`^harbor-cache-01: dex static client harbor-cache-oidc-dex: the push to main of ${w.origin.replace(/[.]/g, '\\.')} was rejected again \\((failed to update ref|stale info|fetch first)\\): someone keeps pushing to it; berth pushed nothing \\(run berth apply again once the branch is quiet\\)$`));
     expect(log(w).map((l) => l.split('|')[1])).toEqual(['race 1', 'race 0', 'dex values']);
     expect(fileAt(w)).not.toContain('harbor-cache-oidc-dex');
   });
@@ -295,7 +295,7 @@ describe('a branch that moved after the plan', () => {
     const tip = git(w.origin, 'rev-parse', 'main').trim();
     const e = await applyError(p.changes);
     expect(e).toBe(
-      `dex static client harbor-cache-oidc-dex: main of ${w.origin} moved since the plan (now at ${tip.slice(0, 12)}), and client harbor-cache-oidc-dex changed there too: the planned edit no longer applies as shown (run berth plan again and review the new diff)`,
+      `harbor-cache-01: dex static client harbor-cache-oidc-dex: main of ${w.origin} moved since the plan (now at ${tip.slice(0, 12)}), and client harbor-cache-oidc-dex changed there too: the planned edit no longer applies as shown (run berth plan again and review the new diff)`,
     );
     expect(git(w.origin, 'rev-parse', 'main').trim()).toBe(tip);
   });
