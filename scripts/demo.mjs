@@ -3,12 +3,15 @@
 // on 127.0.0.41-43) and a stand-in for Harbor's API (the tests' Harbor fake, on
 // 127.0.0.44), then plan → apply (exactly that plan) → plan again of the
 // example spec, drift made in Harbor → plan → apply, then berth status, and
-// stops the hosts. BERTH_DEMO_KEEP=1
+// stops the hosts. The cluster's values repository, where the dex static
+// client goes, is a bare git repository the demo makes in /tmp/berth-demo.
+// BERTH_DEMO_KEEP=1
 // leaves them running (stop them with: npm run demo:down).
 
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 
@@ -44,6 +47,28 @@ function run(cmd, args, { allow = [0], input } = {}) {
 }
 
 const berth = (...args) => ['bin/berth.js', ...args];
+
+// The cluster's Helm values repository (the example's oidc.dex_values.repo):
+// a bare repository with a realistic dex values file (the tests' fixture:
+// comments, anchors, other clients, connectors); berth's cache of it beside it.
+const valuesRepo = '/tmp/berth-demo/cluster-values.git';
+const valuesPath = 'helmfile/values/dex.yaml';
+env.BERTH_CACHE_DIR = '/tmp/berth-demo/berth-cache';
+function makeValuesRepo() {
+  const git = (cwd, ...args) => run('git', ['-C', cwd, '-c', 'user.name=platform team', '-c', 'user.email=platform@example.com', '-c', 'init.defaultBranch=main', ...args]);
+  rmSync(valuesRepo, { recursive: true, force: true });
+  rmSync(env.BERTH_CACHE_DIR, { recursive: true, force: true });
+  mkdirSync(valuesRepo, { recursive: true });
+  git(valuesRepo, 'init', '-q', '--bare');
+  const clone = mkdtempSync(join(tmpdir(), 'berth-demo-values-'));
+  git(clone, 'init', '-q');
+  mkdirSync(join(clone, 'helmfile/values'), { recursive: true });
+  writeFileSync(join(clone, valuesPath), readFileSync(join(repo, 'test/fixtures/dex/values.yaml')));
+  git(clone, 'add', '-A');
+  git(clone, 'commit', '-q', '-m', 'dex values');
+  git(clone, 'push', '-q', valuesRepo, 'HEAD:main');
+  rmSync(clone, { recursive: true, force: true });
+}
 
 // Harbor's API: the fake of the tests (test/harbor-fake), compiled to plain JS
 // and run beside the sandbox on an address none of its hosts uses.
@@ -92,6 +117,8 @@ try {
   ];
   step(`Harbor's API: the fake of the tests on ${apiAddr}:${apiPort} (registries, projects, OIDC go there)`);
   await startHarborApi();
+  step(`the cluster's values repository: a bare git repository in ${valuesRepo} (dex's static clients are in ${valuesPath})`);
+  makeValuesRepo();
   step('validate the spec (no host contacted)');
   run('node', berth('validate', '-i', inventory, ...health));
   step('plan, saved for review (exit 2: changes pending)');
@@ -100,6 +127,9 @@ try {
   run('node', berth('apply', planFile));
   step('plan again: nothing left to do (exit 0)');
   run('node', berth('plan', '-i', inventory, ...health, '--detailed-exitcode'));
+  step('the values repository got one commit: Harbor\'s static client, nothing else changed (its secret hidden here)');
+  run('git', ['--git-dir', valuesRepo, 'log', '--format=%h %an: %s%n%b', 'main']);
+  run('sh', ['-c', `git --git-dir ${valuesRepo} diff main~1 main | sed -E 's/^([+ -] *secret: ).*/\\1(hidden by the demo)/'`]);
   step('on the cache VM: Harbor\'s files, its service, and what compose was asked to do');
   run('bash', [harness, 'ssh', '1', 'ls -la /opt/harbor; systemctl is-enabled harbor; systemctl is-active harbor; cat /var/log/docker-double.log']);
   step('drift: someone makes proxy.docker.io private and changes the OIDC admin group in Harbor');
