@@ -68,8 +68,25 @@ export function cacheDirFor(loc: RepoLocation, env: NodeJS.ProcessEnv = process.
 // simple-git refuses variables that make git run other programs unless told
 // they are wanted: the ones the operator set themselves (an ssh command, an
 // askpass helper, config files) are theirs and pass; an editor or a pager
-// berth never needs is dropped.
-const DROPPED = new Set(['editor', 'git_editor', 'git_sequence_editor', 'pager', 'git_pager', 'git_external_diff']);
+// berth never needs is dropped. So are the variables that point git at
+// another repository (berth run from a git hook has GIT_DIR set): every
+// command here is about the cache.
+const DROPPED = new Set([
+  'editor',
+  'git_editor',
+  'git_sequence_editor',
+  'pager',
+  'git_pager',
+  'git_external_diff',
+  'git_dir',
+  'git_work_tree',
+  'git_index_file',
+  'git_object_directory',
+  'git_alternate_object_directories',
+  'git_common_dir',
+  'git_namespace',
+  'git_prefix',
+]);
 const ALLOW: Record<string, keyof NonNullable<SimpleGitOptions['unsafe']>> = {
   git_ssh: 'allowUnsafeSshCommand',
   git_ssh_command: 'allowUnsafeSshCommand',

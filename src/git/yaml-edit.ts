@@ -208,9 +208,14 @@ interface Splice {
   text: string;
 }
 
+/** Applies the splices (they never overlap); what they insert takes the file's line breaks (CRLF files stay CRLF). */
 function applySplices(text: string, splices: Splice[]): string {
+  const crlf = text.includes('\r\n');
   let out = text;
-  for (const s of [...splices].sort((a, b) => b.start - a.start)) out = out.slice(0, s.start) + s.text + out.slice(s.end);
+  for (const s of [...splices].sort((a, b) => b.start - a.start)) {
+    const ins = crlf ? s.text.replace(/\r?\n/g, '\r\n') : s.text;
+    out = out.slice(0, s.start) + ins + out.slice(s.end);
+  }
   return out;
 }
 

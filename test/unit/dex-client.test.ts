@@ -250,6 +250,27 @@ describe('the dex client in the cluster values repository', () => {
   });
 });
 
+describe('git\'s environment', () => {
+  it('berth run from a git hook (GIT_DIR and GIT_INDEX_FILE set to the spec repository) still works on its own cache', async () => {
+    const w = world();
+    const before = { dir: process.env.GIT_DIR, index: process.env.GIT_INDEX_FILE };
+    process.env.GIT_DIR = join(w.root, '.git');
+    process.env.GIT_INDEX_FILE = join(w.root, '.git', 'index');
+    try {
+      await applyAll((await planNow(w)).changes);
+    } finally {
+      for (const [k, v] of [['GIT_DIR', before.dir], ['GIT_INDEX_FILE', before.index]] as const) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+    }
+    expect(log(w)).toHaveLength(2);
+    // the spec repository was not touched
+    expect(git(w.root, 'log', '--format=%s').trim()).toBe('spec');
+    expect(git(w.root, 'status', '--porcelain').trim()).toBe('');
+  });
+});
+
 describe('a branch that moved after the plan', () => {
   it('moved before the push (stale info): fetched again, the same edit made on the new tip, pushed once more', async () => {
     const w = world();

@@ -114,6 +114,17 @@ describe('adding the client', () => {
     expect(d.text).toBe(`config:\n  staticClients: [{id: a, secret: x}, {id: harbor-cache-oidc-dex, name: Harbor (harbor-cache.example.com), redirectURIs: [https://harbor-cache.example.com/c/oidc/callback], secret: ${SECRET}}]\n`);
   });
 
+  it('a file with CRLF line breaks keeps them', () => {
+    const text = FIXTURE.replace(/\n/g, '\r\n');
+    const r = edited(text);
+    expect(r.itemAfter).toBe(edited(FIXTURE).itemAfter.replace(/\n/g, '\r\n'));
+    expectInsertion(text, r.text, r.itemAfter);
+    expect(r.text.replace(/\r\n/g, '')).not.toContain('\n');
+    expect(editStaticClient(r.text, LABEL, KEY, HARBOR).changed).toBe(false);
+    const u = edited(r.text, { ...HARBOR, name: 'renamed' });
+    expect(u.text.replace(/\r\n/g, '')).not.toContain('\n');
+  });
+
   it('a file without a final line break, and a list at the top level (key staticClients)', () => {
     const text = 'staticClients:\n  - id: a\n    secret: x';
     const r = edited(text, HARBOR, ['staticClients']);
