@@ -6,9 +6,10 @@
 // the apply step is the module's own.
 
 import { execFileSync } from 'node:child_process';
-import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { parse } from 'yaml';
 import { gatherControllerFacts } from '../../src/facts/controller.js';
 import { cacheDirFor, repoLocation } from '../../src/git/values-repo.js';
@@ -18,7 +19,21 @@ import { buildProgram, hostsInScope } from '../../src/plan/program.js';
 import { loadSpec } from '../../src/spec/load.js';
 import { BerthError } from '../../src/util/errors.js';
 import type { Change, ModuleApplyContext, ModuleContext, Transport } from '../../src/types.js';
-import { REPO, tempDir, writeTree } from './helpers.js';
+import { REPO, writeTree } from './helpers.js';
+
+// each test runs some 30 git commands: give them room on a loaded machine
+vi.setConfig({ testTimeout: 60_000, hookTimeout: 60_000 });
+
+// this file's temporary directories (git repositories: many files), removed with a hook that has that room too
+const scratch: string[] = [];
+function tempDir(prefix: string): string {
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  scratch.push(d);
+  return d;
+}
+afterAll(() => {
+  for (const d of scratch.splice(0)) rmSync(d, { recursive: true, force: true });
+});
 
 const VALUES = readFileSync(join(REPO, 'test/fixtures/dex/values.yaml'), 'utf8');
 const PATH = 'helmfile/values/dex.yaml';
@@ -67,16 +82,19 @@ function world(dexValues: Record<string, unknown> = {}, file = VALUES): World {
   git(origin, 'init', '-q', '--bare');
   const other = tempDir('berth-values-other-');
   git(other, 'init', '-q');
-  writeTree({ [PATH]: file }, other);
-  // writeTree dedents; the fixture must stay byte for byte
+  writeTree({ [PATH]: '' }, other);
+  // (writeTree dedents: the fixture is written byte for byte)
   writeFileSync(join(other, PATH), file);
   git(other, 'add', '-A');
   git(other, 'commit', '-q', '-m', 'dex values');
   git(other, 'push', '-q', origin, 'HEAD:main');
-  const root = writeTree({
-    'inventories/t/hosts.yml': 'all:\n  children:\n    cache:\n      hosts:\n        harbor-cache-01:\n',
-    'playbooks/site.yml': '- name: cache\n  hosts: cache\n  roles: [dex_client]\n',
-  });
+  const root = writeTree(
+    {
+      'inventories/t/hosts.yml': 'all:\n  children:\n    cache:\n      hosts:\n        harbor-cache-01:\n',
+      'playbooks/site.yml': '- name: cache\n  hosts: cache\n  roles: [dex_client]\n',
+    },
+    tempDir('berth-dex-spec-'),
+  );
   const vars = {
     harbor: { hostname: 'harbor-cache.example.com' },
     oidc: { client_id: 'harbor-cache-oidc-dex', client_secret: { secret_env: 'OIDC_SECRET' }, dex_values: { repo: origin, path: PATH, ...dexValues } },
