@@ -4,11 +4,14 @@
 // 127.0.0.44), then plan → apply (exactly that plan) → plan again of the
 // example spec, drift made in Harbor → plan → apply, berth status, onboards a
 // node with a verification pull through a stand-in cache, and stops the hosts.
+// The cluster's values repository, where the dex static client goes, is a
+// bare git repository the demo makes in /tmp/berth-demo.
 // BERTH_DEMO_KEEP=1 leaves them running (stop them with: npm run demo:down).
 
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { writeOciLayout } from './sandbox/tiny-image.mjs';
@@ -54,6 +57,28 @@ function run(cmd, args, { allow = [0], input } = {}) {
 }
 
 const berth = (...args) => ['bin/berth.js', ...args];
+
+// The cluster's Helm values repository (the example's oidc.dex_values.repo):
+// a bare repository with a realistic dex values file (the tests' fixture:
+// comments, anchors, other clients, connectors); berth's cache of it beside it.
+const valuesRepo = '/tmp/berth-demo/cluster-values.git';
+const valuesPath = 'helmfile/values/dex.yaml';
+env.BERTH_CACHE_DIR = '/tmp/berth-demo/berth-cache';
+function makeValuesRepo() {
+  const git = (cwd, ...args) => run('git', ['-C', cwd, '-c', 'user.name=platform team', '-c', 'user.email=platform@example.com', '-c', 'init.defaultBranch=main', ...args]);
+  rmSync(valuesRepo, { recursive: true, force: true });
+  rmSync(env.BERTH_CACHE_DIR, { recursive: true, force: true });
+  mkdirSync(valuesRepo, { recursive: true });
+  git(valuesRepo, 'init', '-q', '--bare');
+  const clone = mkdtempSync(join(tmpdir(), 'berth-demo-values-'));
+  git(clone, 'init', '-q');
+  mkdirSync(join(clone, 'helmfile/values'), { recursive: true });
+  writeFileSync(join(clone, valuesPath), readFileSync(join(repo, 'test/fixtures/dex/values.yaml')));
+  git(clone, 'add', '-A');
+  git(clone, 'commit', '-q', '-m', 'dex values');
+  git(clone, 'push', '-q', valuesRepo, 'HEAD:main');
+  rmSync(clone, { recursive: true, force: true });
+}
 
 // Harbor's API: the fake of the tests (test/harbor-fake), compiled to plain JS
 // and run beside the sandbox on an address none of its hosts uses.
@@ -141,6 +166,8 @@ try {
   await startHarborApi();
   step('a stand-in for Harbor\'s /v2 on the cache VM: docker-registry with TLS from a throwaway CA, holding tiny images under project paths');
   standInCache();
+  step(`the cluster's values repository: a bare git repository in ${valuesRepo} (dex's static clients are in ${valuesPath})`);
+  makeValuesRepo();
   step('validate the spec (no host contacted)');
   run('node', berth('validate', '-i', inventory, ...health));
   step('plan, saved for review (exit 2: changes pending)');
@@ -157,6 +184,9 @@ try {
   run('node', berth('plan', '-i', inventory, ...health, '--detailed-exitcode'));
   step('on the controller: what berth keeps outside git (.berth/ is 0700, its files 0600; contents never shown)');
   run('find', ['.berth', '-type', 'f', '-printf', '%m %p\n']);
+  step('the values repository got one commit: Harbor\'s static client, nothing else changed (its secret hidden here)');
+  run('git', ['--git-dir', valuesRepo, 'log', '--format=%h %an: %s%n%b', 'main']);
+  run('sh', ['-c', `git --git-dir ${valuesRepo} diff main~1 main | sed -E 's/^([+ -] *secret: ).*/\\1(hidden by the demo)/'`]);
   step('on the cache VM: Harbor\'s files, its service, and what compose was asked to do');
   run('bash', [harness, 'ssh', '1', 'ls -la /opt/harbor /opt/harbor/traefik/certs; systemctl is-enabled harbor; systemctl is-active harbor; cat /var/log/docker-double.log']);
   step('drift: someone makes proxy.docker.io private and changes the OIDC admin group in Harbor');

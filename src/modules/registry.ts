@@ -4,6 +4,7 @@ import { backupModule, restoreModule } from './backup.js';
 import { certificateModule } from './certificate.js';
 import { commandModule } from './command.js';
 import { copyModule } from './copy.js';
+import { dexStaticClientModule } from './dex_static_client.js';
 import { directoryModule } from './directory.js';
 import { fileModule } from './file.js';
 import { flushHandlersModule } from './flush_handlers.js';
@@ -52,6 +53,7 @@ const MODULES: Module<never>[] = [
   containerdConfigModule,
   containersMirrorsModule,
   dockerMirrorModule,
+  dexStaticClientModule,
 ] as unknown as Module<never>[];
 
 const byName = new Map(MODULES.map((m) => [m.name, m as unknown as Module]));

@@ -1,4 +1,4 @@
-import { createTwoFilesPatch } from 'diff';
+import { createTwoFilesPatch, structuredPatch } from 'diff';
 import { SENSITIVE, Secret } from '../secrets/secret.js';
 
 const MAX_DIFF_LINES = 400;
@@ -75,4 +75,38 @@ function unified(path: string, before: string | undefined, after: string): strin
     return [...body.slice(0, MAX_DIFF_LINES), `… ${body.length - MAX_DIFF_LINES} more diff lines`].join('\n') + '\n';
   }
   return body.join('\n');
+}
+
+/**
+ * A unified diff of `before` → `after` (the real texts, so a changed secret
+ * shows as a changed line) printed with the lines of `shownBefore` and
+ * `shownAfter`: the same texts with their secrets masked, line for line
+ * (see maskSecretValues in git/yaml-edit.ts). `before` undefined: a new file.
+ */
+export function maskedDiff(path: string, before: string | undefined, after: string, shownBefore: string | undefined, shownAfter: string): string | undefined {
+  if (before === after) return undefined;
+  const oldLines = (shownBefore ?? '').split('\n');
+  const newLines = shownAfter.split('\n');
+  if ((before ?? '').split('\n').length !== oldLines.length || after.split('\n').length !== newLines.length) {
+    throw new Error('internal: masked text must keep the lines of the real one');
+  }
+  const patch = structuredPatch(before === undefined ? '/dev/null' : path, path, before ?? '', after, '', '', { context: 3 });
+  const body = [`--- ${patch.oldFileName}`, `+++ ${patch.newFileName}`];
+  for (const h of patch.hunks) {
+    // the unified format's quirk: an empty side names the line before it
+    body.push(`@@ -${h.oldLines ? h.oldStart : h.oldStart - 1},${h.oldLines} +${h.newLines ? h.newStart : h.newStart - 1},${h.newLines} @@`);
+    let o = h.oldStart - 1;
+    let n = h.newStart - 1;
+    for (const l of h.lines) {
+      if (l.startsWith('\\')) body.push(l);
+      else if (l.startsWith('-')) body.push(`-${oldLines[o++] ?? ''}`);
+      else if (l.startsWith('+')) body.push(`+${newLines[n++] ?? ''}`);
+      else {
+        body.push(` ${newLines[n++] ?? ''}`);
+        o++;
+      }
+    }
+  }
+  if (body.length > MAX_DIFF_LINES) return [...body.slice(0, MAX_DIFF_LINES), `… ${body.length - MAX_DIFF_LINES} more diff lines`].join('\n') + '\n';
+  return body.join('\n') + '\n';
 }

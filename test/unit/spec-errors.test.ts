@@ -18,7 +18,7 @@ interface Case {
   want: string;
 }
 
-const KNOWN_MODULES = 'apt, backup, certificate, command, containerd_config, containerd_hosts, containers_mirrors, copy, directory, docker_mirror, file, flush_handlers, get_url, group, harbor_config, harbor_project, harbor_prune, harbor_registry, preflight, registry_ca, restore, service, template, user, wait_for';
+const KNOWN_MODULES = 'apt, backup, certificate, command, containerd_config, containerd_hosts, containers_mirrors, copy, dex_static_client, directory, docker_mirror, file, flush_handlers, get_url, group, harbor_config, harbor_project, harbor_prune, harbor_registry, preflight, registry_ca, restore, service, template, user, wait_for';
 
 /** A playbook with one play on group app; `body` is indented under the play. */
 function play(body: string): string {
@@ -202,7 +202,7 @@ const CASES: Case[] = [
   {
     name: 'unknown role (hint lists the roles there are)',
     files: { 'playbooks/site.yml': play('  roles: [harbour_host]\n') },
-    want: 'playbooks/site.yml:3:11: unknown role "harbour_host" (roles found: certs, direnv, harbor, harbor_api, harbor_host, node_mirror, node_trust)',
+    want: 'playbooks/site.yml:3:11: unknown role "harbour_host" (roles found: certs, dex_client, direnv, harbor, harbor_api, harbor_host, node_mirror, node_trust)',
   },
   {
     name: 'unknown module',
