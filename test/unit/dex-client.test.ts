@@ -9,6 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { checkSection, ratio, type Row } from '../reliability/table.js';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { parse } from 'yaml';
 import { gatherControllerFacts } from '../../src/facts/controller.js';
@@ -289,6 +290,10 @@ describe('git\'s environment', () => {
   });
 });
 
+// the rows of docs/RELIABILITY.md this file owns, recorded by the tests that pass
+const pushRows: Row[] = [];
+const pushRow = (what: string, outcome: string, kept: string) => pushRows.push({ what, tried: 1, outcome: `${outcome}: ${ratio(1, 1)}`, kept });
+
 describe('a branch that moved after the plan', () => {
   it('moved before the push (stale info): fetched again, the same edit made on the new tip, pushed once more', async () => {
     const w = world();
@@ -303,6 +308,7 @@ describe('a branch that moved after the plan', () => {
     const after = fileAt(w);
     expect(after.replace(ITEM, '')).toBe(want);
     expect((await planNow(w)).changes).toEqual([]);
+    pushRow('a rejected git push: the values branch moved between plan and push', 'fetched again, the same edit made on the new tip, pushed once more', 'their commit is the parent of berth\'s; every other byte kept');
   });
 
   it('moved while pushing (the remote lost its compare-and-swap): retried on the new tip', async () => {
@@ -314,6 +320,7 @@ describe('a branch that moved after the plan', () => {
     const commits = log(w);
     expect(commits.map((l) => l.split('|')[1])).toEqual(['dex: add static client harbor-cache-oidc-dex', 'race 0', 'dex values']);
     expect(fileAt(w).replace(ITEM, '')).toBe(VALUES.replace('replicaCount: 2', 'replicaCount: 4'));
+    pushRow('a rejected git push: the branch moved during the push (lost compare-and-swap)', 'retried once on the new tip, pushed', 'their change and berth\'s client, nothing else');
   });
 
   it('moved again on the retry: one clear line, nothing of berth pushed', async () => {
@@ -324,6 +331,7 @@ describe('a branch that moved after the plan', () => {
     expect(e).toMatch(new RegExp(`^harbor-cache-01: dex static client harbor-cache-oidc-dex: the push to main of ${w.origin.replace(/[.]/g, '\\.')} was rejected again \\((failed to update ref|stale info|fetch first)\\): someone keeps pushing to it; berth pushed nothing \\(run berth apply again once the branch is quiet\\)$`));
     expect(log(w).map((l) => l.split('|')[1])).toEqual(['race 1', 'race 0', 'dex values']);
     expect(fileAt(w)).not.toContain('harbor-cache-oidc-dex');
+    pushRow('a rejected git push, rejected again on the retry', 'one clear line, the apply fails', 'berth pushed nothing; both of their commits intact');
   });
 
   it('the client itself changed on the new tip: refused, the plan must be made again', async () => {
@@ -337,6 +345,7 @@ describe('a branch that moved after the plan', () => {
       `harbor-cache-01: dex static client harbor-cache-oidc-dex: main of ${w.origin} moved since the plan (now at ${tip.slice(0, 12)}), and client harbor-cache-oidc-dex changed there too: the planned edit no longer applies as shown (run berth plan again and review the new diff)`,
     );
     expect(git(w.origin, 'rev-parse', 'main').trim()).toBe(tip);
+    pushRow('the branch moved and the client itself changed on the new tip', 'refused: the plan must be made again', 'the branch as they left it');
   });
 
   it('someone made the very same edit meanwhile: nothing to push, no commit of berth', async () => {
@@ -426,5 +435,13 @@ describe('where the repository is', () => {
     });
     expect(repoLocation('git@git.example.com:platform/cluster.git', '/x').display).toBe('git@git.example.com:platform/cluster.git');
     expect(repoLocation('ssh://git@git.example.com:2222/platform/cluster.git', '/x').display).toBe('ssh://git@git.example.com:2222/platform/cluster.git');
+  });
+});
+
+describe('docs/RELIABILITY.md', () => {
+  it('lists the moved-branch cases this file put berth through', () => {
+    expect(pushRows.length, 'a push test did not record its result (it failed above)').toBe(4);
+    const msg = checkSection('git-push', pushRows, 'npx vitest run --project unit test/unit/dex-client.test.ts');
+    expect(msg, msg).toBeUndefined();
   });
 });

@@ -22,6 +22,7 @@ import { loadHarborContract, startHarborFake, type HarborContract, type HarborFa
 import { REPO, baseDirs, berthError, buildTree, dedent, factsFor, groupFact, tempDir, unitFact, userFact, type Tree } from './helpers.js';
 import { loadSpec } from '../../src/spec/load.js';
 import { buildProgram } from '../../src/plan/program.js';
+import { checkSection, ratio, type Row } from '../reliability/table.js';
 
 const ADMIN_PASSWORD = `Adm1n-${process.pid}-unit`;
 const DEX_SECRET = `dex-secret-${process.pid}-unit`;
@@ -488,6 +489,10 @@ describe("Harbor's traps", () => {
   });
 });
 
+// the rows of docs/RELIABILITY.md this file owns, recorded by the tests that pass
+const faultRows: Row[] = [];
+const faultRow = (what: string, tried: number, outcome: string, kept: string) => faultRows.push({ what, tried, outcome: `${outcome}: ${ratio(tried, tried)}`, kept });
+
 describe('retries and failures', () => {
   it('a transient 500 (and a reset connection) is retried, and the apply succeeds', async () => {
     const f = await fake();
@@ -502,6 +507,7 @@ describe('retries and failures', () => {
     // the failed tries are in the log, each followed by a good one
     expect(f.requests.filter((r) => r.fault).map((r) => `${r.method} ${r.path} ${r.status}`)).toEqual(['POST /api/v2.0/projects 500', 'PUT /api/v2.0/configurations 0']);
     expectClean(f);
+    faultRow('Harbor API: a 500 on a write, a connection reset', 2, 'retried, and the apply succeeded', "Harbor holds exactly the spec's resources, no swagger violation");
   });
 
   it('a slow answer past the timeout is a timeout, retried', async () => {
@@ -510,6 +516,7 @@ describe('retries and failures', () => {
     f.fail({ delayMs: 2_500, operationId: 'listRegistries', times: 1 });
     const first = await plan(p);
     expect(outline(first.changes)).toEqual(SEED_PLAN);
+    faultRow('Harbor API: an answer slower than the timeout', 1, 'retried as a timeout, and the plan is the exact one', 'nothing written');
   });
 
   it('a persistent 503 is one clear error naming the resource, after bounded tries', async () => {
@@ -531,6 +538,7 @@ describe('retries and failures', () => {
     expect(f.requests.filter((r) => r.method === 'POST' && r.path === '/api/v2.0/projects')).toHaveLength(5);
     // what came before it is done
     expect(Object.keys(harborState(f).registries)).toHaveLength(4);
+    faultRow('Harbor API: a persistent 503', 1, 'one line naming the resource and the 5 tries, in under 10 s', 'the changes before it stayed done');
   });
 
   it('wrong credentials: a 401 explained (harbor.yml\'s password counts only at the first start)', async () => {
@@ -540,6 +548,7 @@ describe('retries and failures', () => {
       (x: unknown) => x,
     );
     expect((e as BerthError).format()).toMatch(/^cache1: harbor\S* \S+: GET \/api\/v2\.0\/\S+: Harbor refused the credentials of user admin \(401: unauthorized\) \(check harbor\.admin_password/);
+    faultRow('Harbor API: wrong credentials (401)', 1, 'one line that says which password counts', 'nothing written');
   });
 });
 
@@ -687,5 +696,13 @@ describe('the example spec on a bare cache VM', () => {
     expect(changes.slice(0, firstApi).every((c) => c.role !== 'harbor_api')).toBe(true);
     expect(changes.slice(firstApi).map(line)).toEqual(SEED_PLAN);
     expect(changes.every((c) => c.host === 'harbor-cache-01')).toBe(true);
+  });
+});
+
+describe('docs/RELIABILITY.md', () => {
+  it('lists the Harbor API faults this file put berth through', () => {
+    expect(faultRows.length, 'a fault test did not record its result (it failed above)').toBe(4);
+    const msg = checkSection('api-faults', faultRows, 'npx vitest run --project unit test/unit/harbor-api.test.ts');
+    expect(msg, msg).toBeUndefined();
   });
 });
