@@ -191,12 +191,14 @@ export function userInfo(name: string): FactQuery<UserFact> {
   const n = shq(name);
   return {
     key: userKey(name),
-    command: `if e=$(getent passwd -- ${n}); then echo "$e"; id -gn -- ${n}; id -Gn -- ${n}; else echo ABSENT; fi`,
+    // `id -Gn` names the primary group first (as `id -gn` would), then the others
+    command: `if e=$(getent passwd -- ${n}); then echo "$e"; id -Gn -- ${n}; else echo ABSENT; fi`,
     parse(out) {
       const lines = out.split('\n');
       if (lines[0] === 'ABSENT' || !lines[0]) return { exists: false };
       const f = lines[0].split(':');
-      const group = (lines[1] ?? '').trim();
+      const all = (lines[1] ?? '').trim().split(/\s+/);
+      const group = all[0] ?? '';
       return {
         exists: true,
         name: f[0] ?? name,
@@ -205,7 +207,7 @@ export function userInfo(name: string): FactQuery<UserFact> {
         home: f[5] ?? '',
         shell: f[6] ?? '',
         group,
-        groups: (lines[2] ?? '').trim().split(/\s+/).filter((g) => g && g !== group).sort(),
+        groups: all.filter((g) => g && g !== group).sort(),
       };
     },
   };
@@ -234,8 +236,11 @@ export const uidKey = (uid: number) => `uid:${uid}`;
 export function userByUid(uid: number): FactQuery<{ name?: string }> {
   return {
     key: uidKey(uid),
-    command: `getent passwd ${Number(uid)} | cut -d: -f1`,
-    parse: (out) => (out.trim() ? { name: out.trim() } : {}),
+    command: `getent passwd ${Number(uid)}`,
+    parse: (out) => {
+      const name = out.split('\n')[0]?.split(':')[0] ?? '';
+      return name ? { name } : {};
+    },
   };
 }
 
@@ -243,8 +248,11 @@ export const gidKey = (gid: number) => `gid:${gid}`;
 export function groupByGid(gid: number): FactQuery<{ name?: string }> {
   return {
     key: gidKey(gid),
-    command: `getent group ${Number(gid)} | cut -d: -f1`,
-    parse: (out) => (out.trim() ? { name: out.trim() } : {}),
+    command: `getent group ${Number(gid)}`,
+    parse: (out) => {
+      const name = out.split('\n')[0]?.split(':')[0] ?? '';
+      return name ? { name } : {};
+    },
   };
 }
 
