@@ -8,7 +8,7 @@ import { openTransport } from './transport/index.js';
 import { loadSpec, type LoadOptions } from './spec/load.js';
 import { buildProgram, hostsInScope, type HostProgram, type Selection } from './plan/program.js';
 import { carriedSince, planHost, type HostPlan } from './plan/planner.js';
-import { getModule } from './modules/registry.js';
+import { HostApplier } from './apply/batch.js';
 import { acquireLock } from './apply/lock.js';
 import { STATE_KEY, nextRecord, stateRecordQuery, writeStateRecord, type PendingHandler, type StateRecord } from './apply/record.js';
 import { specRevision, type SpecRevision } from './git/spec-repo.js';
@@ -16,7 +16,7 @@ import { BerthError, isBerthError } from './util/errors.js';
 import { redact } from './secrets/secret.js';
 import { BERTH_VERSION } from './version.js';
 import { displayPath } from './spec/yamlfile.js';
-import type { Change, ModuleApplyContext, ModuleContext, Transport, TransportStats } from './types.js';
+import type { Change, Transport, TransportStats } from './types.js';
 import type { Spec } from './spec/model.js';
 
 export interface RunOptions extends LoadOptions, Selection {
@@ -213,14 +213,16 @@ export async function runApply(opts: RunOptions, saved?: RunResult): Promise<Run
           {
             title: label(p.host, 'apply'),
             skip: () => failed || hr.changes.length === 0,
-            task: (_c, step) =>
-              step.newListr(
+            task: (_c, step) => {
+              // consecutive changes that allow it go to the host in one round trip, each still reported on its own
+              const applier = new HostApplier(t, hr.changes);
+              return step.newListr(
                 hr.changes.map((c) => ({
                   title: label(p.host, `${SYMBOL[c.action]} ${c.resource}`),
                   skip: () => failed,
                   task: async () => {
                     try {
-                      await applyChange(c, t);
+                      await applier.apply(c);
                       hr.status![c.id] = 'done';
                     } catch (e) {
                       hr.status![c.id] = 'failed';
@@ -229,7 +231,8 @@ export async function runApply(opts: RunOptions, saved?: RunResult): Promise<Run
                   },
                 })),
                 { concurrent: false, exitOnError: true },
-              ),
+              );
+            },
           },
           {
             // always runs: it is the step that releases the host
@@ -273,13 +276,6 @@ export async function runApply(opts: RunOptions, saved?: RunResult): Promise<Run
 }
 
 const SYMBOL: Record<Change['action'], string> = { create: '+', update: '~', delete: '-', run: '!' };
-
-async function applyChange(c: Change, t: Transport): Promise<void> {
-  const mod = getModule(c.module)!;
-  const p = c.payload as { become: boolean; data: unknown; ctx: ModuleContext };
-  const ctx: ModuleApplyContext = { ...p.ctx, transport: t, become: p.become };
-  await mod.apply({ resource: c.resource, action: c.action, attrs: c.attrs, payload: p.data }, ctx);
-}
 
 /**
  * Handlers a done change notified that did not run because the apply stopped

@@ -188,6 +188,12 @@ export interface Module<A = Record<string, unknown>> {
   plan(args: A, state: SimState, ctx: ModuleContext): PlannedChange[];
   /** Carries out one planned change on the host. Throws BerthError on failure. */
   apply(change: PlannedChange, ctx: ModuleApplyContext): Promise<void>;
+  /**
+   * apply() sends its commands only through modules/common.ts `run` (no
+   * streamed input, no reading of their output): then consecutive changes go
+   * to the host in one round trip (apply/batch.ts).
+   */
+  batchable?: boolean;
 }
 
 export type { Secret };

@@ -18,6 +18,7 @@ const names = (a: AptArgs) => (Array.isArray(a.name) ? a.name : [a.name]);
 export const aptModule: Module<AptArgs> = {
   name: 'apt',
   schema: 'apt',
+  batchable: true,
   facts: (a) => names(a).map(packageInfo),
   plan(a, state): PlannedChange[] {
     const want = a.state ?? 'present';

@@ -51,6 +51,7 @@ function wrap(a: CommandArgs, line: string | Secret): string | Secret {
 export const commandModule: Module<CommandArgs> = {
   name: 'command',
   schema: 'command',
+  batchable: true,
   facts(a) {
     const q: FactQuery[] = [];
     if (a.creates) q.push(fileStat(a.creates));

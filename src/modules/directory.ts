@@ -25,6 +25,7 @@ interface DirPayload {
 export const directoryModule: Module<DirectoryArgs> = {
   name: 'directory',
   schema: 'directory',
+  batchable: true,
   facts(a) {
     const q: FactQuery[] = [fileStat(a.path), ...ancestors(a.path).map((d) => fileStat(d))];
     return a.state === 'absent' ? q : [...q, ...ownershipFacts(ownershipOf(a))];

@@ -144,6 +144,7 @@ export function ownershipOf(a: { owner?: string; group?: string; mode?: string |
 export const fileModule: Module<FileArgs> = {
   name: 'file',
   schema: 'file',
+  batchable: true,
   check: (a, ctx) => {
     if (a.src !== undefined && a.state !== 'absent') ctx.readSourceFile(a.src);
     ownershipOf(a);

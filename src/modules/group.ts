@@ -18,6 +18,7 @@ type Payload = { op: 'add' | 'mod' | 'del'; name: string; gid?: number; system?:
 export const groupModule: Module<GroupArgs> = {
   name: 'group',
   schema: 'group',
+  batchable: true,
   facts: (a) => [groupInfo(a.name), ...(a.gid !== undefined ? [groupByGid(a.gid)] : [])] as FactQuery[],
   plan(a, state, ctx): PlannedChange[] {
     const cur = state.get<GroupFact>(groupKey(a.name)) ?? { exists: false };

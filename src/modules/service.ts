@@ -20,6 +20,7 @@ const UNIT_DIRS = ['/etc/systemd/system', '/lib/systemd/system', '/usr/lib/syste
 export const serviceModule: Module<ServiceArgs> = {
   name: 'service',
   schema: 'service',
+  batchable: true,
   facts: (a) => [unitInfo(unitName(a.name)), ...UNIT_DIRS.map((d) => fileStat(`${d}/${unitName(a.name)}`))],
   plan(a, state, ctx): PlannedChange[] {
     const unit = unitName(a.name);

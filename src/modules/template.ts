@@ -15,6 +15,7 @@ export interface TemplateArgs {
 export const templateModule: Module<TemplateArgs> = {
   name: 'template',
   schema: 'template',
+  batchable: true,
   check: (a, ctx) => {
     if (a.state !== 'absent') ctx.renderTemplateFile(a.src);
   },

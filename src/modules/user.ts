@@ -26,6 +26,7 @@ type Payload = { argv: string[] };
 export const userModule: Module<UserArgs> = {
   name: 'user',
   schema: 'user',
+  batchable: true,
   facts(a) {
     const q: FactQuery[] = [userInfo(a.name), groupInfo(a.group ?? a.name)];
     if (a.uid !== undefined) q.push(userByUid(a.uid));
