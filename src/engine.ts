@@ -2,7 +2,7 @@
 // leave anything half-done) → per host, in parallel: one connection, one
 // round trip of facts, a pure plan → (apply) the planned changes in order.
 
-import { Listr, type ListrTask } from 'listr2';
+import type { ListrTask } from 'listr2';
 import { gatherFacts } from './facts/batch.js';
 import { openTransport } from './transport/index.js';
 import { loadSpec, type LoadOptions } from './spec/load.js';
@@ -72,13 +72,16 @@ interface Prepared {
 /** Loads and renders everything for every host before any host is contacted. */
 export async function prepare(opts: RunOptions): Promise<Prepared> {
   const spec = loadSpec(opts);
+  // git runs in its own processes: let it work while the programs are built
+  const revision = specRevision(spec.root);
+  revision.catch(() => undefined);
   const hosts = hostsInScope(spec, opts);
   if (!hosts.length) throw new BerthError(opts.limit ? `--limit ${opts.limit} matches no host of the playbook` : 'the playbook targets no host');
   const programs = hosts.map((h) => buildProgram(spec, h, opts));
   return {
     spec,
     programs,
-    revision: await specRevision(spec.root),
+    revision: await revision,
     options: {
       root: spec.root,
       inventory: displayPath(spec.inventory.dir, spec.root),
@@ -263,6 +266,8 @@ export async function runApply(opts: RunOptions, saved?: RunResult): Promise<Run
     };
   };
 
+  // listr2 only for apply: a plan never loads it
+  const { Listr } = await import('listr2');
   const list = new Listr(prep.programs.map(hostTask), {
     concurrent: opts.forks ?? DEFAULT_FORKS,
     exitOnError: false,

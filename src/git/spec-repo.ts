@@ -1,5 +1,3 @@
-import { simpleGit } from 'simple-git';
-
 export interface SpecRevision {
   /** HEAD commit of the spec repository, if it is one. */
   commit?: string;
@@ -11,6 +9,8 @@ export interface SpecRevision {
 /** Which commit of the spec is being applied (recorded on every host). */
 export async function specRevision(root: string): Promise<SpecRevision> {
   try {
+    // loaded here, not at startup: only this asks git anything
+    const { simpleGit } = await import('simple-git');
     const git = simpleGit({ baseDir: root, timeout: { block: 10_000 } });
     if (!(await git.checkIsRepo())) return {};
     const commit = (await git.revparse(['HEAD'])).trim();
