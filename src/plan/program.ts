@@ -205,19 +205,44 @@ function bindTask(spec: Spec, play: PlaySpec, ref: RoleRef | undefined, t: TaskS
       renderTemplateFile: (src) => {
         let r = rendered.get(src);
         if (r === undefined) {
-          const abs = findSource(spec.root, roleDir, 'templates', src, t.pos);
-          r = renderTemplate(readFileSync(abs, 'utf8'), context, { file: displayPath(abs, spec.root) });
+          const abs = cachedSource(spec, roleDir, 'templates', src, t.pos);
+          r = renderTemplate(templateText(spec, abs), context, { file: displayPath(abs, spec.root) });
           rendered.set(src, r);
         }
         return r;
       },
-      readSourceFile: (src) => readFileSync(findSource(spec.root, roleDir, 'files', src, t.pos, 64 * 1024 * 1024)),
-      sourceFilePath: (src) => findSource(spec.root, roleDir, 'files', src, t.pos, Number.MAX_SAFE_INTEGER),
+      readSourceFile: (src) => readFileSync(cachedSource(spec, roleDir, 'files', src, t.pos, 64 * 1024 * 1024)),
+      sourceFilePath: (src) => cachedSource(spec, roleDir, 'files', src, t.pos, Number.MAX_SAFE_INTEGER),
     };
     module.check?.(args, ctx);
     out.push({ play: play.name, role: ref?.role.name, name, module, args, ctx, notify: t.notify, tags: t.tags, become });
   }
   return out;
+}
+
+// Every host's program names the same templates and files: find (and read) each once per spec,
+// not once per task and host (findSource resolves real paths and stats the file).
+const sources = new WeakMap<Spec, Map<string, string>>();
+const texts = new WeakMap<Spec, Map<string, string>>();
+
+function cachedSource(spec: Spec, roleDir: string | undefined, kind: 'templates' | 'files', src: string, pos: SourcePos, maxBytes?: number): string {
+  let m = sources.get(spec);
+  if (!m) sources.set(spec, (m = new Map()));
+  const key = `${roleDir ?? ''}\0${kind}\0${src}\0${maxBytes ?? ''}`;
+  let abs = m.get(key);
+  if (abs === undefined) {
+    abs = findSource(spec.root, roleDir, kind, src, pos, maxBytes);
+    m.set(key, abs);
+  }
+  return abs;
+}
+
+function templateText(spec: Spec, abs: string): string {
+  let m = texts.get(spec);
+  if (!m) texts.set(spec, (m = new Map()));
+  let text = m.get(abs);
+  if (text === undefined) m.set(abs, (text = readFileSync(abs, 'utf8')));
+  return text;
 }
 
 const NO_LOOP = Symbol('no-loop');
