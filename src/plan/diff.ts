@@ -1,7 +1,15 @@
-import { createTwoFilesPatch } from 'diff';
+import { createRequire } from 'node:module';
+import type { createTwoFilesPatch as CreatePatch } from 'diff';
 import { SENSITIVE, Secret } from '../secrets/secret.js';
 
 const MAX_DIFF_LINES = 400;
+
+// diff is loaded on the first diff: a plan with nothing to change never needs it
+let createPatch: typeof CreatePatch | undefined;
+function createTwoFilesPatch(oldName: string, newName: string, oldText: string, newText: string, oldHeader: string, newHeader: string, options: { context: number }): string {
+  createPatch ??= (createRequire(import.meta.url)('diff') as { createTwoFilesPatch: typeof CreatePatch }).createTwoFilesPatch;
+  return createPatch(oldName, newName, oldText, newText, oldHeader, newHeader, options);
+}
 
 /** True for text that is safe to show line by line (no NUL, valid UTF-8 round trip). */
 export function isText(buf: Buffer): boolean {

@@ -3,14 +3,17 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
-import formatsModule from 'ajv-formats';
+import type { Ajv, ErrorObject, ValidateFunction } from 'ajv';
 import { BerthError } from '../util/errors.js';
 import type { SourcePos } from '../types.js';
 import type { KeyPath } from './yamlfile.js';
 
-// ajv-formats is CommonJS; under NodeNext its default import is the module object.
-const addFormats = ((formatsModule as unknown as { default?: unknown }).default ?? formatsModule) as (ajv: Ajv) => Ajv;
+// Ajv itself is loaded only to compile (the compiled validators below need just its runtime helpers).
+const requireHere = createRequire(import.meta.url);
+function loadAjv(): { Ajv: typeof Ajv; addFormats: (ajv: Ajv) => Ajv } {
+  const formats = requireHere('ajv-formats') as { default?: unknown };
+  return { Ajv: (requireHere('ajv') as { Ajv: typeof Ajv }).Ajv, addFormats: (formats.default ?? formats) as (ajv: Ajv) => Ajv };
+}
 
 /** berth's installation directory (holds schemas/, roles/, playbooks/). */
 export const BERTH_HOME = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -20,6 +23,7 @@ type AjvInstance = Ajv;
 
 /** An Ajv holding every schema in schemas/; `source` keeps the generated code (for compiled validators). */
 export function makeAjv(coerce: boolean, opts: { source?: boolean } = {}): AjvInstance {
+  const { Ajv, addFormats } = loadAjv();
   const ajv = new Ajv({
     allErrors: true,
     verbose: true,
@@ -73,8 +77,7 @@ let schemasHash: string | undefined;
 export function schemaFilesHash(): string {
   if (schemasHash) return schemasHash;
   const h = createHash('sha256');
-  const require = createRequire(import.meta.url);
-  h.update(`ajv ${(require('ajv/package.json') as { version: string }).version}\n`);
+  h.update(`ajv ${(requireHere('ajv/package.json') as { version: string }).version}\n`);
   for (const f of listJson(SCHEMA_DIR)) h.update(`${relative(SCHEMA_DIR, f)}\n`).update(readFileSync(f)).update('\n');
   return (schemasHash = h.digest('hex'));
 }
@@ -82,7 +85,7 @@ export function schemaFilesHash(): string {
 /** Evaluates validators written by Ajv's standaloneCode (CommonJS text). */
 export function loadCompiled(code: string): Compiled {
   const module = { exports: {} as Compiled };
-  new Function('module', 'exports', 'require', code)(module, module.exports, createRequire(import.meta.url));
+  new Function('module', 'exports', 'require', code)(module, module.exports, requireHere);
   return module.exports;
 }
 
