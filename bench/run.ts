@@ -62,6 +62,8 @@ interface Options {
   selftestOnly: boolean;
   skipSelftest: boolean;
   keepHosts: boolean;
+  /** Count SSH costs of a cold apply only up to this many hosts (each count is one more reset and run). */
+  countColdUpTo: number;
   out: string;
   work: string;
 }
@@ -77,6 +79,7 @@ function parseOptions(argv: string[]): Options {
     selftestOnly: false,
     skipSelftest: false,
     keepHosts: false,
+    countColdUpTo: 5,
     out: join(BENCH, 'RESULTS.md'),
     work: '/tmp/berth-bench',
   };
@@ -118,6 +121,9 @@ function parseOptions(argv: string[]): Options {
         break;
       case '--keep-hosts':
         o.keepHosts = true;
+        break;
+      case '--count-cold-up-to':
+        o.countColdUpTo = int(next(), '--count-cold-up-to', 0);
         break;
       case '--out':
         o.out = resolve(next() ?? '');
@@ -185,6 +191,8 @@ class Bench {
   selftest: string[] = [];
   floor = new Map<number, Sample[]>();
   private up = 0;
+  /** Ansible's ControlPersist directory for timed runs (a counting run starts a fresh one, which the next timed runs reuse). */
+  private cpDir: string;
 
   constructor(o: Options) {
     this.o = o;
@@ -196,6 +204,7 @@ class Bench {
     });
     this.berthDir = join(o.work, 'berth');
     this.ansibleDir = join(o.work, 'ansible');
+    this.cpDir = join(o.work, 'cp');
   }
 
   hosts(n: number): BenchHost[] {
@@ -258,7 +267,7 @@ class Bench {
       ANSIBLE_STRATEGY: this.o.strategy,
       ANSIBLE_HOME: join(w, 'ansible-home'),
       ANSIBLE_LOCAL_TEMP: join(w, 'ansible-local'),
-      ANSIBLE_SSH_CONTROL_PATH_DIR: opts.counting ? join(w, `cp-count-${Date.now()}`) : join(w, 'cp'),
+      ANSIBLE_SSH_CONTROL_PATH_DIR: opts.counting ? (this.cpDir = join(w, `cp-${Date.now()}`)) : this.cpDir,
       ANSIBLE_NOCOLOR: '1',
       ANSIBLE_FORCE_COLOR: '0',
       LC_ALL: 'C.UTF-8',
@@ -415,8 +424,9 @@ class Bench {
   async scenario(scenario: Scenario, n: number, runs: number, tools: Tool[]): Promise<void> {
     log(`${SCENARIO_TITLE[scenario]}, ${n} host(s): ${runs} run(s) per tool (${tools.join(', ')}), load ${loadavg()}`);
     if (scenario !== 'cold-apply') {
-      // warm-up: page cache, Python's and V8's compiled code, the user manager on each host
-      for (const t of tools) this.verify(t, scenario, n, await this.timed(this.command(t, scenario, n), n));
+      // the counting run is also the warm-up: page cache, Python's and V8's compiled code, the
+      // hosts' user managers, and for Ansible the ControlPersist masters its timed runs then reuse
+      for (const t of tools) this.cell(scenario, n, t).counts = await this.count(t, scenario, n);
     }
     const foreign: number[] = [];
     const wall: number[] = [];
@@ -433,7 +443,8 @@ class Bench {
         log(`  ${t}: ${fmtSeconds(r.sample.wallMs)}`);
       }
     }
-    for (const t of tools) this.cell(scenario, n, t).counts = await this.count(t, scenario, n);
+    // a counted cold apply costs a reset and a whole run more; the counts per host do not depend on how many hosts there are
+    if (scenario === 'cold-apply' && n <= this.o.countColdUpTo) for (const t of tools) this.cell(scenario, n, t).counts = await this.count(t, scenario, n);
     const cores = Number(execFileSync('nproc', { encoding: 'utf8' }).trim());
     const share = foreign.reduce((a, b) => a + b, 0) / (wall.reduce((a, b) => a + b, 0) * cores);
     this.loads.push({ what: `${SCENARIO_TITLE[scenario]}, ${n} host(s)`, load: loadavg(), foreignCpuShare: share });
@@ -544,7 +555,7 @@ class Bench {
       '',
       '## Costs per run',
       '',
-      'SSH connections: logins sshd accepted per host in one extra, untimed run (Ansible starts it with no ControlPersist master; in the timed no-op runs it reuses the masters of the run before). Round trips: commands sent per host (berth: its transport\'s count in `--json`; Ansible: ssh and sftp invocations, counted by a wrapper). Controller CPU and peak RSS: GNU time (`/usr/bin/time -v`; peak RSS is that of the largest single process, so for Ansible one of its forks). Host CPU: what the hosts\' cgroups used during the run, per host.',
+      `SSH connections: logins sshd accepted per host in one untimed run (the warm-up of a no-op scenario; for a cold apply an extra run, up to ${this.o.countColdUpTo} hosts: the counts per host do not depend on the host count). Ansible starts that run without ControlPersist masters; its timed no-op runs reuse them. Round trips: commands sent per host (berth: its transport's count in \`--json\`; Ansible: ssh and sftp invocations, counted by a wrapper). Controller CPU and peak RSS: GNU time (\`/usr/bin/time -v\`; peak RSS is that of the largest single process, so for Ansible one of its forks). Host CPU: what the hosts' cgroups used during the run, per host.`,
       '',
       costTable(this.cells),
       '',
