@@ -23,19 +23,16 @@ import { fileURLToPath } from 'node:url';
 import { TestHosts } from '../test/hosts/testhosts.js';
 import { ansibleInventory, berthInventory, type BenchHost } from './lib/inventory.js';
 import { describeMachine, loadavg, machineBusyMs } from './lib/machine.js';
+import { renderResults, type ResultsData } from './lib/report.js';
 import { compareSnapshots, IGNORED, snapshot } from './lib/snapshot.js';
 import {
   checkRecap,
-  costTable,
   countAccepted,
   countInvocations,
   fmtSeconds,
   median,
   parseGnuTime,
   SCENARIO_TITLE,
-  targets,
-  targetTable,
-  timeTable,
   type Cell,
   type Counts,
   type Sample,
@@ -66,6 +63,8 @@ interface Options {
   countColdUpTo: number;
   out: string;
   work: string;
+  /** Only write RESULTS.md again from this RESULTS.json. */
+  report?: string;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -131,6 +130,9 @@ function parseOptions(argv: string[]): Options {
       case '--work':
         o.work = resolve(next() ?? '');
         break;
+      case '--report':
+        o.report = resolve(next() ?? '');
+        break;
       default:
         throw new Error(`unknown option ${a} (see the top of bench/run.ts)`);
     }
@@ -187,7 +189,6 @@ class Bench {
   readonly ansibleDir: string;
   readonly cells: Cell[] = [];
   readonly loads: { what: string; load: string; foreignCpuShare: number }[] = [];
-  readonly notes: string[] = [];
   selftest: string[] = [];
   floor = new Map<number, Sample[]>();
   private up = 0;
@@ -513,76 +514,37 @@ class Bench {
 
   // ------------------------------------------------------------ results
 
-  write(started: string, machine: string[], caCost: number | undefined): void {
-    const tools = (s: Scenario, n: number) => this.cells.filter((c) => c.scenario === s && c.hosts === n);
-    const berthCold20 = tools('cold-apply', Math.max(...this.o.sizes)).find((c) => c.tool === 'berth');
-    const floorLines = [...this.floor.entries()].map(([n, s]) => {
-      const plan = this.cells.find((c) => c.scenario === 'noop-plan' && c.hosts === n && c.tool === 'berth');
-      const f = median(s.map((x) => x.wallMs));
-      const p = plan ? median(plan.samples.map((x) => x.wallMs)) : NaN;
-      const hostPer = median(s.map((x) => (x.hostCpuMs ?? NaN) / n));
-      return `- ${n} host(s): ${fmtSeconds(f)} for ${n} parallel \`ssh root@host true\` (OpenSSH, curve25519; ${Number.isFinite(hostPer) ? `${hostPer.toFixed(0)} ms host CPU per login` : 'host CPU n/a'}); berth's no-op plan: ${fmtSeconds(p)}${Number.isFinite(p) && f > 0 ? ` (${(p / f).toFixed(1)}× the floor)` : ''}.`;
-    });
-    const lines = [
-      '# berth vs Ansible: benchmark results',
-      '',
-      `Written by \`npm run bench\` (bench/run.ts) on ${started}; options: sizes ${this.o.sizes.join(', ')}, ${this.o.runs} timed runs per tool (cold apply: ${this.o.coldRuns}), scaling row ${this.o.scale || 'none'}, Ansible strategy ${this.o.strategy}.`,
-      'What is compared, how, and why it is fair: [bench/README.md](README.md).',
-      '',
-      '## Machine',
-      '',
-      ...machine.map((m) => `- ${m}`),
-      '- hosts: systemd-nspawn containers on this machine (test/hosts/testhosts.sh), sshd on 127.0.0.N; they share its cores with both tools.',
-      '',
-      '### Load during the run',
-      '',
-      'The 1-minute load average after each block, and the share of the machine\'s CPU that neither the tool nor its hosts used during the timed runs (other processes on the machine). On a quiet machine the second figure is near 0 %.',
-      '',
-      '| block | load average | CPU used by others |',
-      '| --- | --- | ---: |',
-      ...this.loads.map((l) => `| ${l.what} | ${l.load} | ${(l.foreignCpuShare * 100).toFixed(0)} % |`),
-      '',
-      '## Fairness self-test',
-      '',
-      ...this.selftest.map((s) => `- ${s}`),
-      ...(this.selftest.length ? [] : ['- not run (--skip-selftest)']),
-      '',
-      '## Wall time',
-      '',
-      'Median of the timed runs, (min–max); the tools alternate, after one untimed warm-up run each (cold apply: every run starts from hosts reset to bare).',
-      '',
-      timeTable(this.cells),
-      '',
-      '## Costs per run',
-      '',
-      `SSH connections: logins sshd accepted per host in one untimed run (the warm-up of a no-op scenario; for a cold apply an extra run, up to ${this.o.countColdUpTo} hosts: the counts per host do not depend on the host count). Ansible starts that run without ControlPersist masters; its timed no-op runs reuse them. Round trips: commands sent per host (berth: its transport's count in \`--json\`; Ansible: ssh and sftp invocations, counted by a wrapper). Controller CPU and peak RSS: GNU time (\`/usr/bin/time -v\`; peak RSS is that of the largest single process, so for Ansible one of its forks). Host CPU: what the hosts' cgroups used during the run, per host.`,
-      '',
-      costTable(this.cells),
-      '',
-      '## Targets (issue 7)',
-      '',
-      targetTable(targets(this.cells)),
-      '',
-      '## What limits it',
-      '',
-      ...floorLines,
-      ...(caCost !== undefined
-        ? [
-            `- update-ca-certificates, the CA trust handler both tools run on every node, costs ${caCost.toFixed(0)} ms of host CPU by itself${berthCold20 ? ` (berth's cold apply on ${berthCold20.hosts} hosts used ${median(berthCold20.samples.map((x) => (x.hostCpuMs ?? NaN) / berthCold20.hosts)).toFixed(0)} ms of host CPU per host in all)` : ''}. On a machine whose cores run the hosts too, that work bounds any tool's cold apply.`,
-          ]
-        : []),
-      ...this.notes.map((n) => `- ${n}`),
-      '',
-    ];
-    writeFileSync(this.o.out, lines.join('\n'));
-    log(`wrote ${this.o.out}`);
+  write(started: string, machine: string[], caCostMs: number | undefined): void {
+    const o = this.o;
+    const data: ResultsData = {
+      started,
+      options: { sizes: o.sizes, runs: o.runs, coldRuns: o.coldRuns, scale: o.scale, strategy: o.strategy, countColdUpTo: o.countColdUpTo },
+      machine,
+      loads: this.loads,
+      selftest: this.selftest,
+      cells: this.cells,
+      floor: [...this.floor.entries()],
+      ...(caCostMs !== undefined ? { caCostMs } : {}),
+    };
+    writeResults(o.out, data);
   }
+}
+
+/** RESULTS.md and, beside it, the data it was written from (RESULTS.json). */
+function writeResults(out: string, data: ResultsData): void {
+  writeFileSync(out.replace(/(\.md)?$/, '.json'), JSON.stringify(data, null, 1) + '\n');
+  writeFileSync(out, renderResults(data));
+  log(`wrote ${out}`);
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 async function main(): Promise<void> {
   const o = parseOptions(process.argv.slice(2));
+  if (o.report) {
+    writeResults(o.out, JSON.parse(readFileSync(o.report, 'utf8')) as ResultsData);
+    return;
+  }
   if (process.getuid?.() !== 0) throw new Error('the bench needs root: its hosts are systemd-nspawn containers');
   if (!existsSync(join(REPO, 'dist', 'cli', 'main.js'))) throw new Error('berth is not built: run npm run build (npm run bench does)');
   ensureTools();

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { ansibleInventory, berthInventory } from '../../bench/lib/inventory.js';
+import { limits, renderResults, type ResultsData } from '../../bench/lib/report.js';
 import { compareSnapshots, snapshot } from '../../bench/lib/snapshot.js';
 import {
   checkRecap,
@@ -160,5 +161,35 @@ describe('bench snapshots', () => {
     } finally {
       rmSync(base, { recursive: true, force: true });
     }
+  });
+});
+
+describe('bench report', () => {
+  it('writes the machine, the load, the tables, the targets and what limits each tool', () => {
+    const d: ResultsData = {
+      started: '2026-01-01T00:00:00Z',
+      options: { sizes: [20], runs: 1, coldRuns: 1, scale: 0, strategy: 'free', countColdUpTo: 5 },
+      machine: ['CPU: test, 2 cores'],
+      loads: [{ what: 'no-op plan, 20 host(s)', load: '0.10 0.20 0.30', foreignCpuShare: 0.02 }],
+      selftest: ['same files'],
+      cells: [
+        { scenario: 'noop-plan', hosts: 20, tool: 'berth', samples: [sample(1200, { hostCpuMs: 20 * 70 })] },
+        { scenario: 'noop-plan', hosts: 20, tool: 'ansible', samples: [sample(30_000, { hostCpuMs: 20 * 7000 })] },
+        { scenario: 'cold-apply', hosts: 20, tool: 'berth', samples: [sample(9000, { hostCpuMs: 20 * 1800 })] },
+        { scenario: 'cold-apply', hosts: 20, tool: 'ansible', samples: [sample(60_000, { hostCpuMs: 20 * 9000 })] },
+      ],
+      floor: [[20, [sample(600, { hostCpuMs: 20 * 45 })]]],
+      caCostMs: 1500,
+    };
+    const md = renderResults(d);
+    expect(md).toContain('- CPU: test, 2 cores');
+    expect(md).toContain('| no-op plan, 20 host(s) | 0.10 0.20 0.30 | 2 % |');
+    expect(md).toContain('| no-op plan / --check --diff | 20 | 1.20 s (1.20–1.20) | 30.0 s (30.0–30.0) | 25× | 1 + 1 |');
+    expect(md).toContain('| cold apply, 20 hosts: ≥ 5× faster than Ansible | 6.7× | yes |');
+    const l = limits(d);
+    expect(l[0]).toBe('The floor on 20 host(s): 0.60 s for 20 parallel `ssh root@host true` (OpenSSH, curve25519; 45 ms of host CPU per login: sshd, PAM, the systemd session); berth\'s no-op plan: 1.20 s, 2.0× that.');
+    expect(l[1]).toContain('berth 70 ms (one login, one fact script), Ansible\'s --check 7000 ms');
+    expect(l[2]).toContain('costs 1500 ms of host CPU by itself; berth\'s whole cold apply used 1800 ms per host, Ansible\'s 9000 ms');
+    expect(l[2]).toContain('more than about 6.0×');
   });
 });
