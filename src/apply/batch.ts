@@ -214,7 +214,14 @@ export class HostApplier {
     let input = 0;
     for (let j = from; j >= 0 && j < this.changes.length; j++) {
       const c = this.changes[j]!;
-      const rec = await recordChange(c, this.t.host);
+      let rec: Awaited<ReturnType<typeof recordChange>>;
+      try {
+        rec = await recordChange(c, this.t.host);
+      } catch (e) {
+        // its apply fails before sending anything: that is its own failure, when its turn comes
+        if (j === from) throw e;
+        break;
+      }
       if (!rec || (become !== undefined && rec.become !== become)) break;
       const size = rec.steps.reduce((n, s) => n + (s.stdin?.length ?? 0), 0);
       if (run.length && input + size > MAX_BATCH_INPUT) break;

@@ -71,7 +71,7 @@ async function applyAll(t: LocalTransport, changes: Change[], batched: boolean):
       status.push('done');
     } catch (e) {
       status.push('failed');
-      errors.push((e as BerthError).format());
+      errors.push(e instanceof BerthError ? e.format() : String(e));
       break;
     }
   }
@@ -128,6 +128,17 @@ describe('batched apply', () => {
     // no stderr: the last lines of stdout, as on its own
     const quiet = await applyAll(new LocalTransport('h2'), [command('h2', 'true'), command('h2', 'echo only-out; false')], true);
     expect(quiet.errors[0]).toContain('failed (exit 1): only-out');
+  });
+
+  it('a change whose apply fails before sending anything fails in its own turn, after the ones before it ran', async () => {
+    const t = new LocalTransport('h4');
+    const marker = join(dir, 'before-broken');
+    // a file change without content or ownership to set runs no command; a broken payload throws in apply
+    const broken: Change = { ...command('h4', 'x'), module: 'service', payload: { become: false, data: null, ctx: ctx('h4') } };
+    const r = await applyAll(t, [command('h4', `touch ${shq(marker)}`), command('h4', 'true'), broken, command('h4', 'true')], true);
+    expect(r.status).toEqual(['done', 'done', 'failed', 'skipped']);
+    expect(existsSync(marker)).toBe(true);
+    expect(r.errors[0]).toMatch(/null/);
   });
 
   it('sends a change with streamed or large input, or of a module that is not batchable, on its own', async () => {
