@@ -105,13 +105,14 @@ export function batchApplyScript(changes: readonly Step[][], nonce: string): str
     lines.push(`printf '%s\\n' '${nonce} S ${i}'`, '(');
     if (!steps.length) lines.push(':');
     steps.forEach((s, k) => {
-      const more = k < steps.length - 1 ? ' &&' : '';
       if (s.stdin === undefined) {
-        lines.push(`( eval ${shq(s.script)} ) </dev/null${more}`);
+        lines.push(`( eval ${shq(s.script)} ) </dev/null`);
       } else {
         const eof = `${nonce}_D${i}_${k}`;
-        lines.push(`base64 -d <<'${eof}' | ( eval ${shq(s.script)} )${more}`, ...base64Lines(s.stdin), eof);
+        lines.push(`base64 -d <<'${eof}' | ( eval ${shq(s.script)} )`, ...base64Lines(s.stdin), eof);
       }
+      // not `a && b`: inside an AND-OR list the shell ignores the steps' own `set -e`
+      if (k < steps.length - 1) lines.push('__berth_s=$?; [ "$__berth_s" = 0 ] || exit "$__berth_s"');
     });
     lines.push(
       `) 2>"$__berth_f" </dev/null`,

@@ -156,6 +156,26 @@ describe('batched apply', () => {
     expect(statSync(join(dir, 'big')).size).toBe(2 * 1024 * 1024);
   });
 
+  it("keeps each step's set -e, and a change's later steps do not run after a failed one", async () => {
+    const t = new LocalTransport('h5');
+    const m = (x: string) => join(dir, `step-${x}`);
+    const script = batchApplyScript(
+      [
+        [{ script: `set -e; false; touch ${shq(m('after-false'))}` }, { script: `touch ${shq(m('second-step'))}` }],
+        [{ script: `touch ${shq(m('next-change'))}` }],
+      ],
+      'N',
+    );
+    const s = await t.session('exec sh -s', { stdin: script });
+    const lines: string[] = [];
+    s.onLine((l) => lines.push(l));
+    s.end();
+    await s.done;
+    expect(lines).toContain('N E 0 1');
+    expect(lines.some((l) => l.startsWith('N S 1'))).toBe(false);
+    for (const x of ['after-false', 'second-step', 'next-change']) expect({ x, exists: existsSync(m(x)) }).toEqual({ x, exists: false });
+  });
+
   it('reads frames only for its own nonce and in order', () => {
     const done: [number, number, string, string][] = [];
     const r = new FrameReader('N', (i, o) => done.push([i, o.code, o.stdout, o.stderr]));
