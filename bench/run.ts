@@ -18,6 +18,7 @@
 
 import { execFileSync, spawn } from 'node:child_process';
 import { chmodSync, closeSync, cpSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TestHosts } from '../test/hosts/testhosts.js';
@@ -192,6 +193,7 @@ class Bench {
   selftest: string[] = [];
   floor = new Map<number, Sample[]>();
   private up = 0;
+  private readonly keepers: ReturnType<typeof spawn>[] = [];
   /** Ansible's ControlPersist directory for timed runs (a counting run starts a fresh one, which the next timed runs reuse). */
   private cpDir: string;
 
@@ -451,6 +453,29 @@ class Bench {
     this.loads.push({ what: `${SCENARIO_TITLE[scenario]}, ${n} host(s)`, load: loadavg(), foreignCpuShare: share });
   }
 
+  /**
+   * One idle SSH session per host for the no-op scenarios, so that each host's systemd user
+   * manager (which pam_systemd starts at a login and stops 10 s after the last session ends) is
+   * running for every timed run of both tools. Ansible's ControlPersist masters hold such a
+   * session anyway; without this, berth's runs would pay the manager's start (about 50-90 ms of
+   * host CPU per host) whenever the runs are more than 10 s apart, and Ansible's would not.
+   */
+  async holdSessions(n: number): Promise<() => void> {
+    const kids = this.hosts(n).map((h) =>
+      spawn('ssh', [...this.th.sshOptions(), '-o', 'ServerAliveInterval=30', `root@${h.address}`, 'exec sleep 7200'], { stdio: 'ignore' }),
+    );
+    for (const k of kids) k.on('error', () => undefined);
+    this.keepers.push(...kids);
+    await sleep(1500);
+    return () => {
+      for (const k of kids) if (k.exitCode === null) k.kill('SIGTERM');
+    };
+  }
+
+  stopAllSessions(): void {
+    for (const k of this.keepers) if (k.exitCode === null) k.kill('SIGTERM');
+  }
+
   /** The floor: N parallel OpenSSH logins running `true` (what a no-op plan cannot go below). */
   async measureFloor(n: number, runs: number): Promise<void> {
     const ssh = this.th.sshOptions().map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
@@ -520,6 +545,7 @@ class Bench {
       started,
       options: { sizes: o.sizes, runs: o.runs, coldRuns: o.coldRuns, scale: o.scale, strategy: o.strategy, countColdUpTo: o.countColdUpTo },
       machine,
+      cores: cpus().length,
       loads: this.loads,
       selftest: this.selftest,
       cells: this.cells,
@@ -560,22 +586,27 @@ async function main(): Promise<void> {
     for (const n of [...o.sizes].sort((x, y) => x - y)) {
       b.writeInventories(n);
       await b.scenario('cold-apply', n, o.coldRuns, ['berth', 'ansible']);
+      const release = await b.holdSessions(n);
       await b.scenario('noop-apply', n, o.runs, ['berth', 'ansible']);
       await b.scenario('noop-plan', n, o.runs, ['berth', 'ansible']);
       await b.measureFloor(n, o.runs);
+      release();
     }
     if (o.scale > 0) {
       await b.ensureUp(o.scale);
       b.writeInventories(o.scale);
       log(`converging hosts 1..${o.scale} with berth (untimed)`);
       b.verify('berth', 'converge', o.scale, await b.timed(b.berthArgs('apply', Math.max(64, o.scale)), o.scale));
+      const release = await b.holdSessions(o.scale);
       await b.scenario('noop-plan', o.scale, o.runs, o.ansibleScale ? ['berth', 'ansible'] : ['berth']);
       await b.measureFloor(o.scale, o.runs);
+      release();
     }
     const ca = await b.caUpdateCost();
     machine.push(`load average (1, 5, 15 min) at the start: ${startLoad}; at the end: ${loadavg()}`);
     b.write(started, machine, ca);
   } finally {
+    b.stopAllSessions();
     if (!o.keepHosts) {
       log('stopping the hosts');
       await b.th.down().catch((e: unknown) => log(`down failed: ${String(e)}`));

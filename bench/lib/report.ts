@@ -8,6 +8,8 @@ export interface ResultsData {
   started: string;
   options: { sizes: number[]; runs: number; coldRuns: number; scale: number; strategy: string; countColdUpTo: number };
   machine: string[];
+  /** The machine's cores (hosts and tools share them). */
+  cores?: number;
   loads: { what: string; load: string; foreignCpuShare: number }[];
   selftest: string[];
   cells: Cell[];
@@ -39,6 +41,19 @@ export function limits(d: ResultsData): string[] {
     out.push(
       `Host CPU per host of a no-op plan (${largest} hosts): berth ${bp.toFixed(0)} ms (one login, one fact script), Ansible's --check ${ap.toFixed(0)} ms (a Python interpreter per task and loop item) — ${(ap / bp).toFixed(0)}×. The hosts run on the controller's cores, so on this machine that CPU is wall time for both tools.`,
     );
+  }
+  const cores = d.cores ?? Number(/(\d+) cores/.exec(d.machine.join(' '))?.[1] ?? NaN);
+  for (const s of ['noop-plan', 'cold-apply'] as Scenario[]) {
+    const b = cell(s, largest, 'berth');
+    const a = cell(s, largest, 'ansible');
+    const need = (c: Cell | undefined) => (c ? median(c.samples.map((x) => x.cpuMs + (x.hostCpuMs ?? NaN))) : NaN);
+    const nb = need(b);
+    const na = need(a);
+    if (Number.isFinite(nb) && Number.isFinite(na) && cores > 0) {
+      out.push(
+        `CPU a ${s === 'noop-plan' ? 'no-op plan' : 'cold apply'} of ${largest} hosts needs (controller and hosts together): berth ${fmtSeconds(nb)}, Ansible ${fmtSeconds(na)}. On ${cores} idle cores neither can take less than that divided by ${cores}: berth ≥ ${fmtSeconds(nb / cores)}, Ansible ≥ ${fmtSeconds(na / cores)}, whatever else runs on the machine.`,
+      );
+    }
   }
   const bc = hostCpuPerHost(cell('cold-apply', largest, 'berth'));
   const ac = hostCpuPerHost(cell('cold-apply', largest, 'ansible'));
