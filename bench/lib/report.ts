@@ -65,6 +65,17 @@ export function limits(d: ResultsData): string[] {
   return out;
 }
 
+/** A run on a busy machine says so at the top: its wall times are then upper bounds, its counts and CPU still hold. */
+function busyWarning(d: ResultsData): string[] {
+  const shares = d.loads.map((l) => l.foreignCpuShare);
+  if (!shares.length || Math.max(...shares) < 0.1) return [];
+  const pct = (x: number) => `${(x * 100).toFixed(0)} %`;
+  return [
+    '',
+    `> Other processes used ${pct(Math.min(...shares))}–${pct(Math.max(...shares))} of the machine's CPU during the timed runs (see "Load during the run"), so the wall times are noisy and on the slow side, for both tools; the counts are not affected, the CPU figures much less. Run \`npm run bench\` on a quiet machine for the wall times.`,
+  ];
+}
+
 export function renderResults(d: ResultsData): string {
   const o = d.options;
   return [
@@ -72,6 +83,7 @@ export function renderResults(d: ResultsData): string {
     '',
     `Written by \`npm run bench\` (bench/run.ts) on ${d.started}; host counts ${o.sizes.join(', ')}, ${o.runs} timed run(s) per tool and scenario (cold apply: ${o.coldRuns}), no-op plan scaling row: ${o.scale || 'none'}, Ansible strategy ${o.strategy}. The raw numbers are in RESULTS.json.`,
     'What is compared, how, and why it is fair: [README.md](README.md).',
+    ...busyWarning(d),
     '',
     '## Machine',
     '',

@@ -182,6 +182,8 @@ describe('bench report', () => {
       caCostMs: 1500,
     };
     const md = renderResults(d);
+    expect(md).not.toContain('Other processes used');
+    expect(renderResults({ ...d, loads: [...d.loads, { ...d.loads[0]!, foreignCpuShare: 0.4 }] })).toContain("> Other processes used 2 %–40 % of the machine's CPU");
     expect(md).toContain('- CPU: test, 2 cores');
     expect(md).toContain('| no-op plan, 20 host(s) | 0.10 0.20 0.30 | 2 % |');
     expect(md).toContain('| no-op plan / --check --diff | 20 | 1.20 s (1.20–1.20) | 30.0 s (30.0–30.0) | 25× | 1 + 1 |');
