@@ -2,14 +2,14 @@
 // leave anything half-done) → per host, in parallel: one connection, one
 // round trip of facts, a pure plan → (apply) the planned changes in order.
 
-import { Listr, type ListrTask } from 'listr2';
+import type { ListrTask } from 'listr2';
 import { gatherFacts } from './facts/batch.js';
 import { gatherControllerFacts, releaseControllerResources } from './facts/controller.js';
 import { openTransport } from './transport/index.js';
 import { loadSpec, type LoadOptions } from './spec/load.js';
 import { buildProgram, hostsInScope, type HostProgram, type Selection } from './plan/program.js';
 import { carriedSince, planHost, type HostPlan } from './plan/planner.js';
-import { getModule } from './modules/registry.js';
+import { HostApplier } from './apply/batch.js';
 import { acquireLock, inflightGuard } from './apply/lock.js';
 import { STATE_KEY, nextRecord, stateRecordQuery, writeStateRecord, type PendingHandler, type RunRecord, type StateRecord } from './apply/record.js';
 import { DEFAULT_CI_BRANCH, checkCiRevision, specRevision, type SpecRevision } from './git/spec-repo.js';
@@ -23,7 +23,7 @@ import { specStore } from './secrets/spec-store.js';
 import { resolve } from 'node:path';
 import { faultArmed, faultKill, faultPoint } from './util/fault.js';
 import { Readable } from 'node:stream';
-import type { ApplyOutcome, Change, ExecOptions, ModuleApplyContext, ModuleContext, Transport, TransportStats } from './types.js';
+import type { Change, ExecOptions, Transport, TransportStats } from './types.js';
 import type { Spec } from './spec/model.js';
 
 export interface RunOptions extends LoadOptions, Selection {
@@ -281,15 +281,18 @@ export async function runApply(opts: RunOptions, saved?: RunResult): Promise<Run
           {
             title: label(p.host, 'apply'),
             skip: () => failed || hr.changes.length === 0,
-            task: (_c, step) =>
-              step.newListr(
+            task: (_c, step) => {
+              // consecutive changes that allow it go to the host in one round trip, each still reported on its own;
+              // every command holds the host's in-flight lock, and a change armed with a test fault runs on its own
+              const applier = new HostApplier(hr.changes, (i) => applyTransport(t, i + 1), (i) => !faultArmed(`upload:${i + 1}`));
+              return step.newListr(
                 hr.changes.map((c, i) => ({
                   title: label(p.host, `${SYMBOL[c.action]} ${c.resource}`),
                   skip: () => failed,
                   task: async () => {
                     try {
                       faultPoint(`change:${i + 1}`);
-                      const outcome = await applyChange(c, applyTransport(t, i + 1));
+                      const outcome = await applier.apply(c);
                       hr.status![c.id] = 'done';
                       Object.assign(remember, outcome?.remember ?? {});
                     } catch (e) {
@@ -299,7 +302,8 @@ export async function runApply(opts: RunOptions, saved?: RunResult): Promise<Run
                   },
                 })),
                 { concurrent: false, exitOnError: true },
-              ),
+              );
+            },
           },
           {
             // always runs: it is the step that releases the host
@@ -332,6 +336,8 @@ export async function runApply(opts: RunOptions, saved?: RunResult): Promise<Run
     };
   };
 
+  // listr2 only for apply: a plan never loads it
+  const { Listr } = await import('listr2');
   const list = new Listr(prep.programs.map(hostTask), {
     concurrent: opts.forks ?? DEFAULT_FORKS,
     exitOnError: false,
@@ -349,13 +355,6 @@ export async function runApply(opts: RunOptions, saved?: RunResult): Promise<Run
 }
 
 const SYMBOL: Record<Change['action'], string> = { create: '+', update: '~', delete: '-', run: '!' };
-
-async function applyChange(c: Change, t: Transport): Promise<ApplyOutcome | void> {
-  const mod = getModule(c.module)!;
-  const p = c.payload as { become: boolean; data: unknown; ctx: ModuleContext };
-  const ctx: ModuleApplyContext = { ...p.ctx, transport: t, become: p.become };
-  return mod.apply({ resource: c.resource, action: c.action, attrs: c.attrs, payload: p.data }, ctx);
-}
 
 /**
  * Handlers a done change notified that did not run because the apply stopped

@@ -70,6 +70,24 @@ export interface FactQuery<T = unknown> {
   /** POSIX sh; its stdout (and exit code) go to `parse`. Run as root when the host uses become. */
   command: string;
   parse(stdout: string, code: number): T;
+  /**
+   * Optional: queries of one kind that a single command can answer together.
+   * gatherFacts then runs one command for all queries that share `group.id`
+   * (a few processes on the host instead of a few per query). The values must
+   * be exactly what `command` and `parse` give for each query on its own.
+   */
+  group?: FactGroup<T>;
+}
+
+export interface FactGroup<T = unknown> {
+  /** Queries with the same id are merged. */
+  id: string;
+  /** This query's argument (its path, name, ...). */
+  arg: string;
+  /** One command that answers every argument. */
+  command(args: string[]): string;
+  /** One value per argument, in the order of `args`. */
+  parse(stdout: string, code: number, args: string[]): T[];
 }
 
 /**
@@ -240,6 +258,12 @@ export interface Module<A = Record<string, unknown>> {
   plan(args: A, state: SimState, ctx: ModuleContext): PlannedChange[];
   /** Carries out one planned change on the host. Throws BerthError on failure. */
   apply(change: PlannedChange, ctx: ModuleApplyContext): Promise<void | ApplyOutcome>;
+  /**
+   * apply() sends its commands only through modules/common.ts `run` (no
+   * streamed input, no reading of their output): then consecutive changes go
+   * to the host in one round trip (apply/batch.ts).
+   */
+  batchable?: boolean;
 }
 
 export type { Secret };

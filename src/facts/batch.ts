@@ -7,6 +7,10 @@
 //
 // The newline written before the E marker is part of the marker, so output
 // without a trailing newline comes back exactly as printed.
+//
+// Queries that carry a `group` (file stats) are merged: one frame runs one
+// command for all of them, so a host with forty managed files spawns a handful
+// of processes for them instead of a few hundred.
 
 import { randomBytes } from 'node:crypto';
 import type { FactQuery, Facts, Transport } from '../types.js';
@@ -75,31 +79,73 @@ export async function gatherFacts(transport: Transport, queries: readonly FactQu
   const facts: Facts = new Map();
   if (unique.size === 0) return facts;
 
-  const list = [...unique.values()];
+  const units = mergeGroups([...unique.values()]);
   const nonce = `berth-${randomBytes(16).toString('hex')}`;
-  const script = batchScript(list, nonce);
+  const script = batchScript(
+    units.map((u) => u.query),
+    nonce,
+  );
   const res = await transport.exec('exec sh -s', { stdin: script, become: opts.become, timeoutMs: opts.timeoutMs });
 
-  list.forEach((q, i) => {
+  units.forEach((u, i) => {
+    const name = u.keys.length > 1 ? `${u.keys[0]} (and ${u.keys.length - 1} more)` : u.keys[0];
     const out = readFrame(res.stdout, nonce, i);
     if (!out) {
       const why = firstLine(res.stderr);
-      throw new BerthError(`fact ${q.key} on host ${transport.host}: no output from its query (the fact script exited with code ${res.code}${why ? `: ${why}` : ''})`, {
+      throw new BerthError(`fact ${name} on host ${transport.host}: no output from its query (the fact script exited with code ${res.code}${why ? `: ${why}` : ''})`, {
         host: transport.host,
       });
     }
-    let value: unknown;
+    let values: unknown[];
     try {
-      value = q.parse(out.stdout, out.code);
+      values = u.parse(out.stdout, out.code);
+      if (values.length !== u.keys.length) throw new Error(`expected ${u.keys.length} values, got ${values.length}`);
     } catch (e) {
       const msg = e instanceof Error ? e.message : String(e);
       const why = firstLine(out.stderr);
-      throw new BerthError(`fact ${q.key} on host ${transport.host}: cannot read its output: ${msg} (exit code ${out.code}${why ? `, stderr: ${why}` : ''})`, {
+      throw new BerthError(`fact ${name} on host ${transport.host}: cannot read its output: ${msg} (exit code ${out.code}${why ? `, stderr: ${why}` : ''})`, {
         host: transport.host,
         cause: e,
       });
     }
-    facts.set(q.key, value);
+    u.keys.forEach((k, j) => facts.set(k, values[j]));
   });
   return facts;
+}
+
+/** One frame of the script: a query, or a group of queries answered by one command. */
+interface Unit {
+  query: FactQuery;
+  keys: string[];
+  parse(stdout: string, code: number): unknown[];
+}
+
+/** Queries in order, those of a group (two or more) merged into one unit where the group first appears. */
+function mergeGroups(list: FactQuery[]): Unit[] {
+  const size = new Map<string, number>();
+  for (const q of list) if (q.group) size.set(q.group.id, (size.get(q.group.id) ?? 0) + 1);
+  const units: Unit[] = [];
+  const open = new Map<string, { unit: Unit; args: string[] }>();
+  for (const q of list) {
+    const g = q.group;
+    if (!g || (size.get(g.id) ?? 0) < 2) {
+      units.push({ query: q, keys: [q.key], parse: (o, c) => [q.parse(o, c)] });
+      continue;
+    }
+    let m = open.get(g.id);
+    if (!m) {
+      const args: string[] = [];
+      const unit: Unit = { query: q, keys: [], parse: (o, c) => g.parse(o, c, args) };
+      m = { unit, args };
+      open.set(g.id, m);
+      units.push(unit);
+    }
+    m.args.push(g.arg);
+    m.unit.keys.push(q.key);
+  }
+  for (const { unit, args } of open.values()) {
+    const g = unit.query.group!;
+    unit.query = { key: unit.keys[0]!, command: g.command(args), parse: () => undefined };
+  }
+  return units;
 }

@@ -19,6 +19,7 @@ export const aptModule: Module<AptArgs> = {
   name: 'apt',
   schema: 'apt',
   secretArgs: [],
+  batchable: true,
   facts: (a) => names(a).map(packageInfo),
   plan(a, state): PlannedChange[] {
     const want = a.state ?? 'present';

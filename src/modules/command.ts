@@ -62,6 +62,7 @@ export const commandModule: Module<CommandArgs> = {
   name: 'command',
   schema: 'command',
   secretArgs: ['cmd', 'argv', 'env'],
+  batchable: true,
   facts(a) {
     const q: FactQuery[] = [];
     if (a.creates) q.push(fileStat(a.creates));

@@ -130,14 +130,21 @@ export function ownershipCommands(path: string, o: Ownership): string[] {
   return out;
 }
 
-/** Runs a script on the host; a non-zero exit becomes an error naming the resource. */
+/**
+ * Runs a script on the host; a non-zero exit becomes an error naming the resource.
+ * A module whose apply sends commands only through here, and reads nothing of
+ * their output, can be `batchable` (apply/batch.ts).
+ */
 export async function run(ctx: ModuleApplyContext, resource: string, script: string, stdin?: string | Buffer | Readable): Promise<string> {
   const r = await ctx.transport.exec(script, { stdin, become: ctx.become });
-  if (r.code !== 0) {
-    const detail = (r.stderr || r.stdout).trim().split('\n').slice(-3).join(' | ');
-    throw new BerthError(`${resource}: failed (exit ${r.code}): ${detail || 'no output'}`, { host: ctx.host });
-  }
+  if (r.code !== 0) throw runFailure(resource, ctx.host, r);
   return r.stdout;
+}
+
+/** The error for a command of `resource` that exited non-zero: its last lines of stderr (or stdout). */
+export function runFailure(resource: string, host: string, r: { code: number; stdout: string; stderr: string }): BerthError {
+  const detail = (r.stderr || r.stdout).trim().split('\n').slice(-3).join(' | ');
+  return new BerthError(`${resource}: failed (exit ${r.code}): ${detail || 'no output'}`, { host });
 }
 
 /**

@@ -30,6 +30,7 @@ export const directoryModule: Module<DirectoryArgs> = {
     requireAbsolute(a.path, ctx);
     ownershipOf(a);
   },
+  batchable: true,
   facts(a) {
     const q: FactQuery[] = [fileStat(a.path), ...ancestors(a.path).map((d) => fileStat(d))];
     return a.state === 'absent' ? q : [...q, ...ownershipFacts(ownershipOf(a))];

@@ -148,6 +148,7 @@ export const fileModule: Module<FileArgs> = {
   name: 'file',
   schema: 'file',
   secretArgs: ['content'],
+  batchable: true,
   check: (a, ctx) => {
     requireAbsolute(a.path, ctx);
     if (a.src !== undefined && a.state !== 'absent') ctx.readSourceFile(a.src);

@@ -19,6 +19,7 @@ export const groupModule: Module<GroupArgs> = {
   name: 'group',
   schema: 'group',
   secretArgs: [],
+  batchable: true,
   facts: (a) => [groupInfo(a.name), ...(a.gid !== undefined ? [groupByGid(a.gid)] : [])] as FactQuery[],
   plan(a, state, ctx): PlannedChange[] {
     const cur = state.get<GroupFact>(groupKey(a.name)) ?? { exists: false };

@@ -21,6 +21,7 @@ export const serviceModule: Module<ServiceArgs> = {
   name: 'service',
   schema: 'service',
   secretArgs: [],
+  batchable: true,
   facts: (a) => [unitInfo(unitName(a.name)), ...UNIT_DIRS.map((d) => fileStat(`${d}/${unitName(a.name)}`))],
   plan(a, state, ctx): PlannedChange[] {
     const unit = unitName(a.name);

@@ -17,6 +17,7 @@ export const templateModule: Module<TemplateArgs> = {
   name: 'template',
   schema: 'template',
   secretArgs: [],
+  batchable: true,
   check: (a, ctx) => {
     requireAbsolute(a.dest, ctx, 'dest');
     if (a.state !== 'absent') ctx.renderTemplateFile(a.src);

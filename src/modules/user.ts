@@ -27,6 +27,7 @@ export const userModule: Module<UserArgs> = {
   name: 'user',
   schema: 'user',
   secretArgs: [],
+  batchable: true,
   facts(a) {
     const q: FactQuery[] = [userInfo(a.name), groupInfo(a.group ?? a.name)];
     if (a.uid !== undefined) q.push(userByUid(a.uid));

@@ -1,7 +1,12 @@
-import { createTwoFilesPatch, structuredPatch } from 'diff';
+import { createRequire } from 'node:module';
+import type * as DiffLib from 'diff';
 import { SENSITIVE, Secret } from '../secrets/secret.js';
 
 const MAX_DIFF_LINES = 400;
+
+// diff is loaded on the first diff: a plan with nothing to change never needs it
+let diffLib: typeof DiffLib | undefined;
+const diff = (): typeof DiffLib => (diffLib ??= createRequire(import.meta.url)('diff') as typeof DiffLib);
 
 /** True for text that is safe to show line by line (no NUL, valid UTF-8 round trip). */
 export function isText(buf: Buffer): boolean {
@@ -66,7 +71,7 @@ function hideRemovedLines(diff: string): string {
 
 function unified(path: string, before: string | undefined, after: string): string | undefined {
   if (before === after) return undefined;
-  const patch = createTwoFilesPatch(before === undefined ? '/dev/null' : path, path, before ?? '', after, '', '', { context: 3 });
+  const patch = diff().createTwoFilesPatch(before === undefined ? '/dev/null' : path, path, before ?? '', after, '', '', { context: 3 });
   // drop the "Index:"/"====" preamble some versions add; keep ---/+++ and hunks
   const lines = patch.split('\n');
   const start = lines.findIndex((l) => l.startsWith('--- '));
@@ -90,7 +95,7 @@ export function maskedDiff(path: string, before: string | undefined, after: stri
   if ((before ?? '').split('\n').length !== oldLines.length || after.split('\n').length !== newLines.length) {
     throw new Error('internal: masked text must keep the lines of the real one');
   }
-  const patch = structuredPatch(before === undefined ? '/dev/null' : path, path, before ?? '', after, '', '', { context: 3 });
+  const patch = diff().structuredPatch(before === undefined ? '/dev/null' : path, path, before ?? '', after, '', '', { context: 3 });
   const body = [`--- ${patch.oldFileName}`, `+++ ${patch.newFileName}`];
   for (const h of patch.hunks) {
     // the unified format's quirk: an empty side names the line before it

@@ -286,22 +286,47 @@ function bindTask(spec: Spec, play: PlaySpec, ref: RoleRef | undefined, t: TaskS
       renderTemplateFile: (src) => {
         let r = rendered.get(src);
         if (r === undefined) {
-          const abs = findSource(spec.root, roleDir, 'templates', src, t.pos, MAX_TEMPLATE_BYTES);
+          const abs = cachedSource(spec, roleDir, 'templates', src, t.pos, MAX_TEMPLATE_BYTES);
           const file = displayPath(abs, spec.root);
-          r = renderTemplate(decodeText(readFileSync(abs), file, 'template'), context, { file });
+          r = renderTemplate(templateText(spec, abs, file), context, { file });
           rendered.set(src, r);
         }
         return r;
       },
-      readSourceFile: (src) => readFileSync(findSource(spec.root, roleDir, 'files', src, t.pos, 64 * 1024 * 1024)),
+      readSourceFile: (src) => readFileSync(cachedSource(spec, roleDir, 'files', src, t.pos, 64 * 1024 * 1024)),
       locateArg: (p) => argSource(t.args, p, vars, item === NO_LOOP ? undefined : { loopVar, index, item }) ?? argPos(p),
-      sourceFilePath: (src) => findSource(spec.root, roleDir, 'files', src, t.pos, Number.MAX_SAFE_INTEGER),
+      sourceFilePath: (src) => cachedSource(spec, roleDir, 'files', src, t.pos, Number.MAX_SAFE_INTEGER),
     };
     withPos(() => module.check?.(args, ctx), t.pos);
     if (module.prepare) ctx.prepared = withPos(() => module.prepare!(args, { ...ctx, store: spec.store ?? controllerStore(spec.root) }), t.pos);
     out.push({ play: play.name, role: ref?.role.name, name, module, args, ctx, notify: t.notify, tags: t.tags, become });
   }
   return out;
+}
+
+// Every host's program names the same templates and files: find (and read) each once per spec,
+// not once per task and host (findSource resolves real paths and stats the file).
+const sources = new WeakMap<Spec, Map<string, string>>();
+const texts = new WeakMap<Spec, Map<string, string>>();
+
+function cachedSource(spec: Spec, roleDir: string | undefined, kind: 'templates' | 'files', src: string, pos: SourcePos, maxBytes?: number): string {
+  let m = sources.get(spec);
+  if (!m) sources.set(spec, (m = new Map()));
+  const key = `${roleDir ?? ''}\0${kind}\0${src}\0${maxBytes ?? ''}`;
+  let abs = m.get(key);
+  if (abs === undefined) {
+    abs = findSource(spec.root, roleDir, kind, src, pos, maxBytes);
+    m.set(key, abs);
+  }
+  return abs;
+}
+
+function templateText(spec: Spec, abs: string, file: string): string {
+  let m = texts.get(spec);
+  if (!m) texts.set(spec, (m = new Map()));
+  let text = m.get(abs);
+  if (text === undefined) m.set(abs, (text = decodeText(readFileSync(abs), file, 'template')));
+  return text;
 }
 
 const NO_LOOP = Symbol('no-loop');

@@ -1,14 +1,19 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
-import formatsModule from 'ajv-formats';
+import type { Ajv, ErrorObject, ValidateFunction } from 'ajv';
 import { BerthError } from '../util/errors.js';
 import type { SourcePos } from '../types.js';
 import type { KeyPath } from './yamlfile.js';
 
-// ajv-formats is CommonJS; under NodeNext its default import is the module object.
-const addFormats = ((formatsModule as unknown as { default?: unknown }).default ?? formatsModule) as (ajv: Ajv) => Ajv;
+// Ajv itself is loaded only to compile (the compiled validators below need just its runtime helpers).
+const requireHere = createRequire(import.meta.url);
+function loadAjv(): { Ajv: typeof Ajv; addFormats: (ajv: Ajv) => Ajv } {
+  const formats = requireHere('ajv-formats') as { default?: unknown };
+  return { Ajv: (requireHere('ajv') as { Ajv: typeof Ajv }).Ajv, addFormats: (formats.default ?? formats) as (ajv: Ajv) => Ajv };
+}
 
 /** berth's installation directory (holds schemas/, roles/, playbooks/). */
 export const BERTH_HOME = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -16,8 +21,19 @@ export const SCHEMA_DIR = join(BERTH_HOME, 'schemas');
 
 type AjvInstance = Ajv;
 
-function makeAjv(coerce: boolean): AjvInstance {
-  const ajv = new Ajv({ allErrors: true, verbose: true, strict: true, strictRequired: false, coerceTypes: coerce, useDefaults: false, allowUnionTypes: true });
+/** An Ajv holding every schema in schemas/; `source` keeps the generated code (for compiled validators). */
+export function makeAjv(coerce: boolean, opts: { source?: boolean } = {}): AjvInstance {
+  const { Ajv, addFormats } = loadAjv();
+  const ajv = new Ajv({
+    allErrors: true,
+    verbose: true,
+    strict: true,
+    strictRequired: false,
+    coerceTypes: coerce,
+    useDefaults: false,
+    allowUnionTypes: true,
+    ...(opts.source ? { code: { source: true } } : {}),
+  });
   addFormats(ajv);
   // `hint` on a schema is shown after the error for values it governs.
   ajv.addKeyword({ keyword: 'hint', schemaType: 'string' });
@@ -66,12 +82,74 @@ function listJson(dir: string): string[] {
 let strictAjv: AjvInstance | undefined;
 let coercingAjv: AjvInstance | undefined;
 
+// ---------------------------------------------------------------- compiled validators
+//
+// Compiling the schemas costs more CPU than anything else before berth first
+// contacts a host (~0.1 s). `npm run build` therefore also writes their
+// validators as code (scripts/compile-schemas.mjs, Ajv's standalone code, the
+// same code Ajv compiles at run time) next to this file. They are used only
+// while they match the schema files and the Ajv they came from; otherwise
+// berth compiles the schemas as before.
+
+type Compiled = { hash: string; ids: Record<string, string>; [name: string]: unknown };
+
+export const compiledFile = (coerce: boolean) => join(dirname(fileURLToPath(import.meta.url)), `schemas-${coerce ? 'coerce' : 'strict'}.compiled.cjs`);
+
+let schemasHash: string | undefined;
+
+/** Identifies the schema files and the Ajv that compiles them. */
+export function schemaFilesHash(): string {
+  if (schemasHash) return schemasHash;
+  const h = createHash('sha256');
+  h.update(`ajv ${(requireHere('ajv/package.json') as { version: string }).version}\n`);
+  for (const f of listJson(SCHEMA_DIR)) h.update(`${relative(SCHEMA_DIR, f)}\n`).update(readFileSync(f)).update('\n');
+  return (schemasHash = h.digest('hex'));
+}
+
+/** Evaluates validators written by Ajv's standaloneCode (CommonJS text). */
+export function loadCompiled(code: string): Compiled {
+  const module = { exports: {} as Compiled };
+  new Function('module', 'exports', 'require', code)(module, module.exports, requireHere);
+  return module.exports;
+}
+
+const compiledSets = new Map<boolean, Compiled | null>();
+
+function compiled(coerce: boolean): Compiled | null {
+  let set = compiledSets.get(coerce);
+  if (set === undefined) {
+    set = null;
+    const file = compiledFile(coerce);
+    if (existsSync(file)) {
+      try {
+        const c = loadCompiled(readFileSync(file, 'utf8'));
+        if (c.hash === schemaFilesHash()) set = c;
+      } catch {
+        // unreadable or from another Ajv: compile instead
+      }
+    }
+    compiledSets.set(coerce, set);
+  }
+  return set;
+}
+
 /** The validator for a schema in schemas/ by its id ("inventory.json", "modules/file.json"). */
 export function schemaValidator(id: string, opts: { coerce?: boolean } = {}): ValidateFunction {
+  const c = compiled(opts.coerce === true);
+  const name = c?.ids[id];
+  if (c && name && typeof c[name] === 'function') return c[name] as ValidateFunction;
   const ajv = opts.coerce ? (coercingAjv ??= makeAjv(true)) : (strictAjv ??= makeAjv(false));
   const v = ajv.getSchema(id);
   if (!v) throw new Error(`internal: no schema ${id} in ${SCHEMA_DIR}`);
   return v;
+}
+
+/** Every schema id in schemas/, as schemaValidator knows them. */
+export function schemaIds(): string[] {
+  return listJson(SCHEMA_DIR).map((f) => {
+    const s = JSON.parse(readFileSync(f, 'utf8')) as { $id?: string };
+    return s.$id ?? relative(SCHEMA_DIR, f).replace(/\\/g, '/');
+  });
 }
 
 /** A validator for a schema that is not in schemas/ (a role's inputs). */

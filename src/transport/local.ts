@@ -3,7 +3,7 @@
 // `sudo -n` only when become is asked and berth is not already root.
 
 import { Readable } from 'node:stream';
-import { execa } from 'execa';
+import type { execa as Execa } from 'execa';
 import type { ExecOptions, ExecResult, Transport, TransportStats } from '../types.js';
 import { BerthError } from '../util/errors.js';
 import { LineFeed, signalExitCode, toBuffer, type TransportSession } from './common.js';
@@ -21,6 +21,10 @@ function killGroup(pid: number | undefined, signal: NodeJS.Signals): void {
     // already gone
   }
 }
+
+// execa is loaded on first use: most runs never touch the local transport, and it is one of berth's slowest imports
+let execaFn: typeof Execa | undefined;
+const loadExeca = async (): Promise<typeof Execa> => (execaFn ??= (await import('execa')).execa);
 
 const isRoot = (): boolean => typeof process.getuid === 'function' && process.getuid() === 0;
 
@@ -52,7 +56,7 @@ export class LocalTransport implements Transport {
     this.stats.roundTrips++;
     const [file, args] = this.#argv(script, opts.become);
     const timed = opts.timeoutMs !== undefined && opts.timeoutMs > 0;
-    const child = execa(file, args, {
+    const child = (await loadExeca())(file, args, {
       input: opts.stdin === undefined ? '' : opts.stdin instanceof Readable ? opts.stdin : toBuffer(opts.stdin),
       encoding: 'buffer',
       stripFinalNewline: false,
@@ -94,7 +98,7 @@ export class LocalTransport implements Transport {
     this.#checkOpen();
     this.stats.roundTrips++;
     const [file, args] = this.#argv(script, opts.become);
-    const child = execa(file, args, {
+    const child = (await loadExeca())(file, args, {
       stdin: 'pipe',
       stdout: 'pipe',
       stderr: 'pipe',
