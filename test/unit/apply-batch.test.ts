@@ -2,6 +2,7 @@
 // one round trip, each with its own input and outcome, and stop at the first
 // failure with the same error a change gets when it runs alone.
 
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, statSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -146,7 +147,9 @@ describe('batched apply', () => {
     const waitFor: Change = { ...command('h3', 'x'), module: 'wait_for' };
     expect(await recordChange(waitFor, 'h3')).toBeUndefined();
     const rec = await recordChange(file('h3', join(dir, 'c'), 'x'), 'h3');
-    expect(rec?.steps).toEqual([{ script: atomicWriteScript(join(dir, 'c'), { mode: '0640' }), stdin: Buffer.from('x') }]);
+    // the file's own atomic write (checking what arrived before the rename), with its content as input
+    const sha = createHash('sha256').update('x').digest('hex');
+    expect(rec?.steps).toEqual([{ script: atomicWriteScript(join(dir, 'c'), { mode: '0640' }, { sha256: sha }), stdin: Buffer.from('x') }]);
 
     const t = new LocalTransport('h3');
     const r = await applyAll(t, [command('h3', 'true'), file('h3', join(dir, 'big'), Buffer.alloc(2 * 1024 * 1024, 7)), command('h3', 'true'), command('h3', 'true')], true);
