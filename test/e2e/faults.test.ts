@@ -62,7 +62,7 @@ interface Killed {
 function startApply(spec: SpecDir, env: Record<string, string>, ...args: string[]): ResultPromise {
   return execa('node', [BERTH_BIN, 'apply', '-i', INVENTORY, ...args], {
     cwd: spec.root,
-    env: { ...process.env, CI: 'true', NO_COLOR: '1', SSH_AUTH_SOCK: undefined, BERTH_INVENTORY: undefined, ...spec.env, ...env },
+    env: { ...process.env, CI: 'true', BERTH_CI: 'false', NO_COLOR: '1', SSH_AUTH_SOCK: undefined, BERTH_INVENTORY: undefined, ...spec.env, ...env },
     extendEnv: false,
     reject: false,
     stdin: 'ignore',

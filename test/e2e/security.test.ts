@@ -77,7 +77,7 @@ describe('secrets on the host', () => {
     // a first apply killed right after it journaled: the record it leaves holds no secret
     const killed = await execa('node', [BERTH_BIN, 'apply', '-i', INVENTORY, '-p', 'playbooks/holds.yml'], {
       cwd: spec.root,
-      env: { ...process.env, CI: 'true', SSH_AUTH_SOCK: undefined, ...spec.env, BERTH_TEST_KILL_AT: 'journaled' },
+      env: { ...process.env, CI: 'true', BERTH_CI: 'false', SSH_AUTH_SOCK: undefined, ...spec.env, BERTH_TEST_KILL_AT: 'journaled' },
       extendEnv: false,
       reject: false,
       stdin: 'ignore',
