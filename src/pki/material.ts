@@ -84,16 +84,22 @@ function expiryProblem(c: X509Certificate, renewBefore: number, now: Date): stri
   return undefined;
 }
 
-function caProblem(certPem: Buffer | undefined, keyPem: Buffer | undefined, spec: CaSpec, renewBefore: number, now: Date): string | undefined {
-  if (!certPem || !keyPem) return undefined;
+/** A stored certificate and key, parsed, or why they cannot be used. */
+function storedPair(certPem: Buffer, keyPem: Buffer): { c: X509Certificate; key: ReturnType<typeof parseKey> } | string {
   const c = parseOne(certPem);
   if (!c) return 'the stored certificate does not parse';
-  let key;
   try {
-    key = parseKey(keyPem.toString('utf8'));
+    return { c, key: parseKey(keyPem.toString('utf8')) };
   } catch {
     return 'the stored key does not parse';
   }
+}
+
+function caProblem(certPem: Buffer | undefined, keyPem: Buffer | undefined, spec: CaSpec, renewBefore: number, now: Date): string | undefined {
+  if (!certPem || !keyPem) return undefined;
+  const pair = storedPair(certPem, keyPem);
+  if (typeof pair === 'string') return pair;
+  const { c, key } = pair;
   if (!c.ca) return 'the stored certificate is not a CA';
   if (!keyMatches(c, key)) return 'the stored key does not match the stored certificate';
   if (commonName(c) !== spec.name) return `its name changed ("${commonName(c) ?? ''}" → "${spec.name}")`;
@@ -134,14 +140,9 @@ export function ensureCa(store: ControllerStore, spec: CaSpec, renewBefore: numb
 
 function serverProblem(certPem: Buffer | undefined, keyPem: Buffer | undefined, ca: CaMaterial, spec: SelfSignedSpec, hostname: string, now: Date): string | undefined {
   if (!certPem || !keyPem) return undefined;
-  const c = parseOne(certPem);
-  if (!c) return 'the stored certificate does not parse';
-  let key;
-  try {
-    key = parseKey(keyPem.toString('utf8'));
-  } catch {
-    return 'the stored key does not parse';
-  }
+  const pair = storedPair(certPem, keyPem);
+  if (typeof pair === 'string') return pair;
+  const { c, key } = pair;
   if (!keyMatches(c, key)) return 'the stored key does not match the stored certificate';
   const caCert = parseOne(Buffer.from(ca.cert))!;
   if (!issuedBy(c, caCert)) return `it was not signed by the current CA "${ca.name}"`;
