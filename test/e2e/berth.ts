@@ -6,6 +6,7 @@
 //   BERTH_E2E_TIMINGS=1     print every berth run's exit code and duration
 //   BERTH_E2E_KEEP_SPECS=1  keep the temporary spec directories
 
+import { expect } from 'vitest';
 import { execa } from 'execa';
 import { cpSync, chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -113,6 +114,44 @@ export function json<T = BerthJson>(r: BerthRun): T {
   }
 }
 
+/**
+ * One spec's command line for a test file: `plan` and `apply` carry the
+ * arguments that name the spec (`-C`, `-i`, `-p`), and every run is handed to
+ * `record` (the files search all output for secrets at the end).
+ */
+export function specCli(o: {
+  cwd: () => string;
+  /** Arguments after the subcommand that every plan and apply takes. */
+  specArgs: () => string[];
+  env?: () => Record<string, string | undefined>;
+  record: (r: BerthRun) => void;
+}): { cli: (...args: string[]) => Promise<BerthRun>; plan: (...args: string[]) => Promise<BerthRun>; apply: (...args: string[]) => Promise<BerthRun> } {
+  const cli = async (...args: string[]): Promise<BerthRun> => {
+    const r = await berth(args, { cwd: o.cwd(), env: o.env?.() });
+    o.record(r);
+    return r;
+  };
+  return {
+    cli,
+    plan: (...a) => cli('plan', ...o.specArgs(), ...a),
+    apply: (...a) => cli('apply', ...o.specArgs(), ...a),
+  };
+}
+
+/** Wall times of a test file's steps, printed when it ends. */
+export function stopwatch(): { timings: string[]; timed: <T>(what: string, f: () => Promise<T>) => Promise<T> } {
+  const timings: string[] = [];
+  const timed = async <T>(what: string, f: () => Promise<T>): Promise<T> => {
+    const t0 = Date.now();
+    try {
+      return await f();
+    } finally {
+      timings.push(`${what}: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    }
+  };
+  return { timings, timed };
+}
+
 // The shape of `--json` output and saved plans, as far as the tests read it.
 export interface JsonChange {
   id: string;
@@ -130,6 +169,13 @@ export interface JsonChange {
   notifiedBy?: string[];
   tags: string[];
   status?: 'done' | 'failed' | 'skipped';
+}
+
+/** The changes of a plan or apply that must cover exactly one host. */
+export function changesOfOnly(r: BerthRun | BerthJson, host: string): JsonChange[] {
+  const j = 'format' in r ? r : json(r);
+  expect(j.hosts.map((h) => h.host)).toEqual([host]);
+  return j.hosts[0]!.changes;
 }
 
 export interface JsonHost {

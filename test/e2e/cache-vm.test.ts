@@ -14,7 +14,7 @@ import { join, resolve } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import { REPO, berth, buildBerth, json, show, type BerthJson, type BerthRun, type JsonChange } from './berth.js';
+import { REPO, buildBerth, changesOfOnly, json, show, specCli, stopwatch, type BerthJson, type BerthRun, type JsonChange } from './berth.js';
 import {
   FIXTURES,
   composeCommand,
@@ -89,15 +89,7 @@ let firstSnapshot: Snapshot | undefined;
 /** sha256 of the acme.json that Traefik obtained and berth backed up (set by the ACME backup test). */
 let acmeBackedUp: string | undefined;
 
-const timings: string[] = [];
-const timed = async <T>(what: string, f: () => Promise<T>): Promise<T> => {
-  const t0 = Date.now();
-  try {
-    return await f();
-  } finally {
-    timings.push(`${what}: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-  }
-};
+const { timings, timed } = stopwatch();
 
 // ---------------------------------------------------------------- the spec and the CLI
 
@@ -129,19 +121,14 @@ function writeInventory(): void {
   writeFileSync(join(specDir, INVENTORY, 'hosts.yml'), `${JSON.stringify(inv, null, 2)}\n`);
 }
 
-async function cli(...args: string[]): Promise<BerthRun> {
-  const r = await berth(args, { cwd: specDir, env: { ...SECRETS } });
-  berthOutputs.push({ what: r.cmd, text: r.stdout + r.stderr });
-  return r;
-}
-const plan = (...a: string[]) => cli('plan', '-C', specDir, '-i', INVENTORY, ...a);
-const apply = (...a: string[]) => cli('apply', '-C', specDir, '-i', INVENTORY, ...a);
+const { cli, plan, apply } = specCli({
+  cwd: () => specDir,
+  specArgs: () => ['-C', specDir, '-i', INVENTORY],
+  env: () => ({ ...SECRETS }),
+  record: (r) => berthOutputs.push({ what: r.cmd, text: r.stdout + r.stderr }),
+});
 
-function changesOf(r: BerthRun | BerthJson): JsonChange[] {
-  const j = 'format' in r ? r : json(r);
-  expect(j.hosts.map((h) => h.host)).toEqual([INV_HOST]);
-  return j.hosts[0]!.changes;
-}
+const changesOf = (r: BerthRun | BerthJson): JsonChange[] => changesOfOnly(r, INV_HOST);
 
 // ---------------------------------------------------------------- the host
 

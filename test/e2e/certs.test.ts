@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import { berth, buildBerth, json, show, type BerthJson, type BerthRun, type JsonChange } from './berth.js';
+import { buildBerth, changesOfOnly, json, show, specCli, type BerthJson, type BerthRun, type JsonChange } from './berth.js';
 import { FIXTURES, installDockerDouble, traefikEvents, writeFakeHarborInstaller } from './harbor-doubles.js';
 import { e2eHost, keyFile, knownHostsFile, resetHosts, testHosts } from './hosts.js';
 import { DIRENV_ALLOW, cacheVmSnapshot, comparableSnapshot } from './snapshot.js';
@@ -73,19 +73,14 @@ function selfsigned(over: Record<string, unknown> = {}): TlsRun {
   };
 }
 
-async function cli(...args: string[]): Promise<BerthRun> {
-  const r = await berth(args, { cwd: specDir, env: { ...SECRETS } });
-  berthOutputs.push({ what: r.cmd, text: r.stdout + r.stderr });
-  return r;
-}
-const plan = (...a: string[]) => cli('plan', '-C', specDir, '-i', INVENTORY, ...a);
-const apply = (...a: string[]) => cli('apply', '-C', specDir, '-i', INVENTORY, ...a);
+const { cli, plan, apply } = specCli({
+  cwd: () => specDir,
+  specArgs: () => ['-C', specDir, '-i', INVENTORY],
+  env: () => ({ ...SECRETS }),
+  record: (r) => berthOutputs.push({ what: r.cmd, text: r.stdout + r.stderr }),
+});
 
-function changesOf(r: BerthRun | BerthJson): JsonChange[] {
-  const j = 'format' in r ? r : json(r);
-  expect(j.hosts.map((h) => h.host)).toEqual([INV_HOST]);
-  return j.hosts[0]!.changes;
-}
+const changesOf = (r: BerthRun | BerthJson): JsonChange[] => changesOfOnly(r, INV_HOST);
 const notesOf = (r: BerthRun) => (json(r) as BerthJson & { notes: string[] }).notes;
 const outline = (cs: JsonChange[]) => cs.map((c) => `${c.action} ${c.resource}`);
 

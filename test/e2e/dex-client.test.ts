@@ -14,7 +14,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { berth, buildBerth, json, show, type BerthJson, type BerthRun } from './berth.js';
+import { buildBerth, json, show, specCli, type BerthJson, type BerthRun } from './berth.js';
 import { e2eHost, keyFile, knownHostsFile, resetHosts, testHosts } from './hosts.js';
 import { startHarborFake, type HarborFake } from '../harbor-fake/index.js';
 import { cacheDirFor, repoLocation } from '../../src/git/values-repo.js';
@@ -61,13 +61,12 @@ function git(cwd: string, ...args: string[]): string {
 
 const env = () => ({ HARBOR_ADMIN_PASSWORD: ADMIN_PASSWORD, BERTH_AGE_KEY: ageKey, BERTH_CACHE_DIR: cacheDir, XDG_CONFIG_HOME: join(work, 'xdg') });
 
-async function cli(...args: string[]): Promise<BerthRun> {
-  const r = await berth(args, { cwd: specDir, env: env() });
-  outputs.push({ what: r.cmd, text: r.stdout + r.stderr });
-  return r;
-}
-const plan = (...a: string[]) => cli('plan', '-i', INVENTORY, '-p', PLAYBOOK, ...a);
-const apply = (...a: string[]) => cli('apply', '-i', INVENTORY, '-p', PLAYBOOK, ...a);
+const { cli, plan, apply } = specCli({
+  cwd: () => specDir,
+  specArgs: () => ['-i', INVENTORY, '-p', PLAYBOOK],
+  env,
+  record: (r) => outputs.push({ what: r.cmd, text: r.stdout + r.stderr }),
+});
 
 function hostOf(j: BerthJson) {
   const h = j.hosts.find((x) => x.host === CACHE);

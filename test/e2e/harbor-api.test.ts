@@ -21,10 +21,11 @@ import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { berth, buildBerth, json, show, type BerthJson, type BerthRun, type JsonChange } from './berth.js';
+import { buildBerth, json, show, specCli, stopwatch, type BerthJson, type BerthRun, type JsonChange } from './berth.js';
 import { FIXTURES, installDockerDouble, writeFakeHarborInstaller } from './harbor-doubles.js';
 import { e2eHost, keyFile, knownHostsFile, resetHosts, testHosts } from './hosts.js';
 import { startHarborFake, type HarborFake } from '../harbor-fake/index.js';
+import { seedTables } from '../harbor-fake/seed-tables.js';
 
 const INVENTORY = 'inventories/e2e';
 const PLAYBOOK = 'playbooks/api.yml';
@@ -67,49 +68,14 @@ let converged = false;
 
 /** Everything berth printed or saved, searched for secrets at the end. */
 const outputs: { what: string; text: string }[] = [];
-const timings: string[] = [];
-const timed = async <T>(what: string, f: () => Promise<T>): Promise<T> => {
-  const t0 = Date.now();
-  try {
-    return await f();
-  } finally {
-    timings.push(`${what}: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-  }
-};
+const { timings, timed } = stopwatch();
 
 // ---------------------------------------------------------------- the spec
 
 const API_URL = LIVE ? LIVE_URL!.replace(/\/+$/, '') : `https://${FAKE_HOST}:${FAKE_PORT}`;
 
 /** The seed tables (SPEC-SKETCH): four endpoints, their four proxy projects, one private project, dex. */
-const TABLES = `# written by harbor-api.test.ts
-registries:
-  docker_hub: { type: docker-hub, url: "https://hub.docker.com" }
-  gcr.io:
-    type: docker-registry
-    url: https://gcr.io
-    credential: { access_key: _json_key, access_secret: { secret_env: GCR_SECRET } }
-  k8s.gcr.io: { type: docker-registry, url: "https://k8s.gcr.io" }
-  quay.io: { type: docker-registry, url: "https://quay.io" }
-
-projects:
-  proxy.docker.io: { public: true, quota: -1, proxy: docker_hub, mirrors: docker.io }
-  proxy.gcr.io: { public: true, quota: -1, proxy: gcr.io, mirrors: gcr.io }
-  proxy.k8s.gcr.io: { public: true, quota: -1, proxy: k8s.gcr.io, mirrors: k8s.gcr.io }
-  proxy.quay.io: { public: true, quota: -1, proxy: quay.io, mirrors: quay.io }
-  number-crunch: { public: false }
-
-oidc:
-  provider_name: dex
-  endpoint: https://dex.example.com
-  client_id: harbor-cache-oidc-dex
-  client_secret: { secret_env: OIDC_CLIENT_SECRET }
-  groups_claim: groups
-  admin_group: cluster_admins
-  scope: [openid, profile, email, groups, offline_access]
-  verify_cert: true
-  auto_onboard: false
-`;
+const TABLES = `# written by harbor-api.test.ts\n${seedTables({ gcr: 'GCR_SECRET', dex: 'OIDC_CLIENT_SECRET' })}`;
 let tables = TABLES;
 
 function writeTables(text: string): void {
@@ -144,13 +110,12 @@ function writeInventory(): void {
   );
 }
 
-async function cli(...args: string[]): Promise<BerthRun> {
-  const r = await berth(args, { cwd: specDir, env: { ...SECRETS } });
-  outputs.push({ what: r.cmd, text: r.stdout + r.stderr });
-  return r;
-}
-const plan = (...a: string[]) => cli('plan', '-C', specDir, '-i', INVENTORY, '-p', PLAYBOOK, ...a);
-const apply = (...a: string[]) => cli('apply', '-C', specDir, '-i', INVENTORY, '-p', PLAYBOOK, ...a);
+const { cli, plan, apply } = specCli({
+  cwd: () => specDir,
+  specArgs: () => ['-C', specDir, '-i', INVENTORY, '-p', PLAYBOOK],
+  env: () => ({ ...SECRETS }),
+  record: (r) => outputs.push({ what: r.cmd, text: r.stdout + r.stderr }),
+});
 
 function hostOf(j: BerthJson, host: string) {
   const h = j.hosts.find((x) => x.host === host);

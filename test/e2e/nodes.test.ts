@@ -16,7 +16,7 @@ import { mkdtempSync, mkdirSync, writeFileSync, copyFileSync, rmSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { berth, buildBerth, json, show, type BerthJson, type BerthRun, type JsonChange } from './berth.js';
+import { buildBerth, json, show, specCli, stopwatch, type BerthJson, type BerthRun, type JsonChange } from './berth.js';
 import { e2eHost, e2eHosts, keyFile, knownHostsFile, resetHosts, testHosts } from './hosts.js';
 import { listListeners } from './listeners.js';
 import { accessLog, copyDir, makeCa, ociLayout, push, serverCert, startRegistry, type Pki, type RegistryOptions } from './registry-double.js';
@@ -116,13 +116,11 @@ function writeInventory(groups: Record<string, number[]>): void {
 }
 
 const outputs: string[] = [];
-async function cli(...args: string[]): Promise<BerthRun> {
-  const r = await berth(args, { cwd: specDir });
-  outputs.push(r.stdout + r.stderr);
-  return r;
-}
-const plan = (...a: string[]) => cli('plan', '-i', INVENTORY, ...a);
-const apply = (...a: string[]) => cli('apply', '-i', INVENTORY, ...a);
+const { cli, plan, apply } = specCli({
+  cwd: () => specDir,
+  specArgs: () => ['-i', INVENTORY],
+  record: (r) => outputs.push(r.stdout + r.stderr),
+});
 const onboard = (...a: string[]) => cli('onboard', '-i', INVENTORY, ...a);
 
 const byHost = (j: BerthJson) => new Map(j.hosts.map((h) => [h.host, h]));
@@ -137,15 +135,7 @@ async function sh(i: number, cmd: string, input?: string): Promise<string> {
 /** containerd's start time (monotonic µs): changes exactly when it restarts. */
 const startedAt = async (i: number) => (await sh(i, 'systemctl show -p ActiveEnterTimestampMonotonic --value containerd')).trim();
 
-const timings: string[] = [];
-async function timed<T>(what: string, f: () => Promise<T>): Promise<T> {
-  const t0 = Date.now();
-  try {
-    return await f();
-  } finally {
-    timings.push(`${what}: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-  }
-}
+const { timings, timed } = stopwatch();
 
 // ---------------------------------------------------------------- setup
 

@@ -19,6 +19,7 @@ import type { HostProgram } from '../../src/plan/program.js';
 import type { Change, Facts, ModuleApplyContext, ModuleContext, Transport } from '../../src/types.js';
 import type { RunResult } from '../../src/engine.js';
 import { loadHarborContract, startHarborFake, type HarborContract, type HarborFake } from '../harbor-fake/index.js';
+import { seedTables } from '../harbor-fake/seed-tables.js';
 import { REPO, baseDirs, berthError, buildTree, dedent, factsFor, groupFact, tempDir, unitFact, userFact, type Tree } from './helpers.js';
 import { loadSpec } from '../../src/spec/load.js';
 import { buildProgram } from '../../src/plan/program.js';
@@ -51,32 +52,7 @@ async function fake(opts: Partial<Parameters<typeof startHarborFake>[0]> = {}): 
 // ---------------------------------------------------------------- the spec
 
 /** The seed tables of SPEC-SKETCH: four endpoints, four proxy projects, one private project, dex. */
-const SEED = dedent(`
-  registries:
-    docker_hub: { type: docker-hub, url: "https://hub.docker.com" }
-    gcr.io:
-      type: docker-registry
-      url: https://gcr.io
-      credential: { access_key: _json_key, access_secret: { secret_env: BERTH_UNIT_GCR_SECRET } }
-    k8s.gcr.io: { type: docker-registry, url: "https://k8s.gcr.io" }
-    quay.io: { type: docker-registry, url: "https://quay.io" }
-  projects:
-    proxy.docker.io: { public: true, quota: -1, proxy: docker_hub, mirrors: docker.io }
-    proxy.gcr.io: { public: true, quota: -1, proxy: gcr.io, mirrors: gcr.io }
-    proxy.k8s.gcr.io: { public: true, quota: -1, proxy: k8s.gcr.io, mirrors: k8s.gcr.io }
-    proxy.quay.io: { public: true, quota: -1, proxy: quay.io, mirrors: quay.io }
-    number-crunch: { public: false }
-  oidc:
-    provider_name: dex
-    endpoint: https://dex.example.com
-    client_id: harbor-cache-oidc-dex
-    client_secret: { secret_env: BERTH_UNIT_DEX_SECRET }
-    groups_claim: groups
-    admin_group: cluster_admins
-    scope: [openid, profile, email, groups, offline_access]
-    verify_cert: true
-    auto_onboard: false
-`);
+const SEED = seedTables({ gcr: 'BERTH_UNIT_GCR_SECRET', dex: 'BERTH_UNIT_DEX_SECRET' });
 
 interface SpecOpts {
   url: string;
