@@ -284,7 +284,12 @@ export async function runApply(opts: RunOptions, saved?: RunResult): Promise<Run
             task: (_c, step) => {
               // consecutive changes that allow it go to the host in one round trip, each still reported on its own;
               // every command holds the host's in-flight lock, and a change armed with a test fault runs on its own
-              const applier = new HostApplier(hr.changes, (i) => applyTransport(t, i + 1), (i) => !faultArmed(`upload:${i + 1}`));
+              // (a kill before change n must find it unsent, not already run in the batch of an earlier change)
+              const applier = new HostApplier(
+                hr.changes,
+                (i) => applyTransport(t, i + 1),
+                (i) => !faultArmed(`upload:${i + 1}`) && !faultArmed(`change:${i + 1}`),
+              );
               return step.newListr(
                 hr.changes.map((c, i) => ({
                   title: label(p.host, `${SYMBOL[c.action]} ${c.resource}`),
