@@ -22,6 +22,7 @@ import { controllerStore } from './secrets/store.js';
 import { specStore } from './secrets/spec-store.js';
 import { resolve } from 'node:path';
 import { faultArmed, faultKill, faultPoint } from './util/fault.js';
+import { checkSharedResources } from './plan/shared.js';
 import { Readable } from 'node:stream';
 import type { Change, ExecOptions, Transport, TransportStats } from './types.js';
 import type { Spec } from './spec/model.js';
@@ -107,6 +108,7 @@ export async function prepare(opts: RunOptions, guard = false): Promise<Prepared
   const hosts = hostsInScope(spec, opts);
   if (!hosts.length) throw new BerthError(opts.limit ? `--limit ${opts.limit} matches no host of the playbook` : 'the playbook targets no host');
   const programs = hosts.map((h) => buildProgram(spec, h, opts));
+  checkSharedResources(programs);
   // one write of what building the programs set in the vault: generated secrets
   // (not in a dry run, such as validate) and TLS keys
   const generated = await saveVault(spec.secrets);

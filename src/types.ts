@@ -264,6 +264,26 @@ export interface Module<A = Record<string, unknown>> {
    * to the host in one round trip (apply/batch.ts).
    */
   batchable?: boolean;
+  /**
+   * For a resource outside the hosts that tasks of several hosts may name
+   * (dex's client in another repository): its identity, a digest of what this
+   * task wants it to be (secrets hashed, never shown) and a display-safe
+   * summary of that. Tasks with one identity must want the same, else each
+   * apply would undo the other host's and no plan would ever be empty: berth
+   * refuses that before any host is contacted (plan/shared.ts).
+   */
+  shared?(args: A, ctx: ModuleContext): SharedResource | undefined;
+}
+
+export interface SharedResource {
+  /** What the resource is, as shown ("dex static client harbor in <repo> main:values.yaml"). */
+  id: string;
+  /** Equal for tasks that want the same (a hash where a secret is part of it). */
+  wants: string;
+  /** The wanted state, display-safe ("name …, redirectURIs …"). */
+  show: string;
+  /** How to give each host its own, for the refusal. */
+  hint: string;
 }
 
 export type { Secret };

@@ -5,6 +5,7 @@
 // secrets masked, and apply commits exactly that edit on exactly that commit
 // and pushes it, to the branch or to a review branch.
 
+import { createHash } from 'node:crypto';
 import { SENSITIVE, Secret, isSecret } from '../secrets/secret.js';
 import { BerthError } from '../util/errors.js';
 import { specRevision } from '../git/spec-repo.js';
@@ -140,6 +141,19 @@ export const dexStaticClientModule: Module<DexClientArgs> = {
     if (!a.secret_env && (a.secret === undefined || a.secret === '')) {
       throw new BerthError('the client needs a secret (or secret_env)', { pos: ctx.locateArg?.(['secret']) ?? ctx.pos, hint: 'oidc.client_secret, the same secret Harbor gets' });
     }
+  },
+  shared(a, ctx) {
+    const w = whereOf(a, ctx);
+    const want = desired(a);
+    const show = `name "${want.name}", redirectURIs ${want.redirectURIs.join(' ')}${want.secretEnv !== undefined ? `, secretEnv ${want.secretEnv}` : ''}`;
+    // the secret counts through a hash only; the review branch is part of what is wanted
+    const wants = createHash('sha256').update(JSON.stringify([want, w.review ?? null])).digest('hex');
+    return {
+      id: `dex static client ${a.id} in ${w.loc.display} ${w.branch}:${w.path} (${w.keyPath.join('.')})`,
+      wants,
+      show,
+      hint: 'one client serves one cache VM: give each its own oidc.client_id and client_secret in host_vars',
+    };
   },
   facts(a, ctx): ControllerFactQuery<ValuesFact>[] {
     const w = whereOf(a, ctx);

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { checkSection, ratio, type Row } from '../reliability/table.js';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { parse } from 'yaml';
+import { prepare } from '../../src/engine.js';
 import { gatherControllerFacts } from '../../src/facts/controller.js';
 import { cacheDirFor, repoLocation } from '../../src/git/values-repo.js';
 import { getModule } from '../../src/modules/registry.js';
@@ -423,6 +424,55 @@ describe('mistakes, with the line that made them', () => {
     expect(e).toMatch(/^https:\/\/127\.0\.0\.237:9\/platform\/cluster\.git: git ls-remote failed: fatal: unable to access 'https:\/\/127\.0\.0\.237:9\/platform\/cluster\.git\/': Failed to connect/);
     expect(e).not.toContain('tok3n-unit-s3cret');
     expect(e).not.toContain('berth:');
+  });
+});
+
+describe('two cache VMs and one dex client', () => {
+  /** The world's spec with a second cache host, whose host_vars say `vars`. */
+  function twoCaches(w: World, vars: Record<string, unknown>): void {
+    writeTree(
+      {
+        'inventories/t/hosts.yml': 'all:\n  children:\n    cache:\n      hosts:\n        harbor-cache-01:\n        harbor-cache-02:\n',
+        'inventories/t/host_vars/harbor-cache-02.yml': JSON.stringify(vars, null, 2) + '\n',
+      },
+      w.root,
+    );
+  }
+  const refusal = () => prepare({ root: w.root, inventory: 'inventories/t' }).then(() => 'no error', (e: BerthError) => e.format());
+  let w: World;
+
+  it('another hostname under the same client id: refused before any host or repository is contacted, naming both hosts', async () => {
+    w = world();
+    twoCaches(w, { harbor: { hostname: 'harbor-cache-b.example.com' } });
+    const before = log(w);
+    const e = await refusal();
+    expect(e).toMatch(/^inventories\/t\/group_vars\/all\.yml:\d+:\d+: dex static client harbor-cache-oidc-dex in .* main:helmfile\/values\/dex\.yaml \(config\.staticClients\): hosts harbor-cache-01 and harbor-cache-02 want it different \(harbor-cache-01: name "Harbor \(harbor-cache\.example\.com\)", redirectURIs https:\/\/harbor-cache\.example\.com\/c\/oidc\/callback; harbor-cache-02: name "Harbor \(harbor-cache-b\.example\.com\)", redirectURIs https:\/\/harbor-cache-b\.example\.com\/c\/oidc\/callback\); each apply would undo the other's \(one client serves one cache VM: give each its own oidc\.client_id and client_secret in host_vars\)$/);
+    expect(e).not.toContain(SECRET);
+    expect(log(w)).toEqual(before);
+  });
+
+  it('the same client but another secret: refused without showing either secret', async () => {
+    w = world();
+    process.env.OIDC_SECRET_B = 'dex-unit-b-c2Vjb25kIHNlY3JldA';
+    twoCaches(w, { oidc: { client_id: 'harbor-cache-oidc-dex', client_secret: { secret_env: 'OIDC_SECRET_B' }, dex_values: { repo: w.origin, path: PATH } } });
+    const e = await refusal();
+    expect(e).toContain('hosts harbor-cache-01 and harbor-cache-02 want it different (the same fields but another secret)');
+    expect(e).not.toContain(SECRET);
+    expect(e).not.toContain('dex-unit-b-c2Vjb25kIHNlY3JldA');
+    delete process.env.OIDC_SECRET_B;
+  });
+
+  it('a client id per cache VM, or two VMs behind one hostname: both plan', async () => {
+    w = world();
+    twoCaches(w, {
+      harbor: { hostname: 'harbor-cache-b.example.com' },
+      oidc: { client_id: 'harbor-cache-b-oidc-dex', client_secret: { secret_env: 'OIDC_SECRET' }, dex_values: { repo: w.origin, path: PATH } },
+    });
+    const own = await prepare({ root: w.root, inventory: 'inventories/t' });
+    expect(own.programs.map((p) => p.host)).toEqual(['harbor-cache-01', 'harbor-cache-02']);
+    twoCaches(w, {});
+    const same = await prepare({ root: w.root, inventory: 'inventories/t' });
+    expect(same.programs).toHaveLength(2);
   });
 });
 
