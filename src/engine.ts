@@ -163,11 +163,16 @@ export async function runPlan(opts: RunOptions): Promise<RunResult & { records: 
       hr.error = oneLine(e);
     } finally {
       await t.close().catch(() => undefined);
-      hr.stats = { ...t.stats, ...(p.controllerQueries.length ? { apiRequests } : {}) };
+      hr.stats = hostStats(t, p, apiRequests);
     }
     results.push(hr);
   }).finally(releaseControllerResources);
   return { ...finish('plan', prep, results), records };
+}
+
+/** A host's SSH counts, and the controller's API requests for it when it has controller facts. */
+function hostStats(t: Transport, p: HostProgram, apiRequests: number): HostResult['stats'] {
+  return { ...t.stats, ...(p.controllerQueries.length ? { apiRequests } : {}) };
 }
 
 /**
@@ -330,7 +335,7 @@ export async function runApply(opts: RunOptions, saved?: RunResult): Promise<Run
               } finally {
                 await release?.().catch(() => undefined);
                 await t.close().catch(() => undefined);
-                hr.stats = { ...t.stats, ...(p.controllerQueries.length ? { apiRequests } : {}) };
+                hr.stats = hostStats(t, p, apiRequests);
               }
             },
           },

@@ -7,7 +7,6 @@
 // The tests share one host and one spec directory (and so one controller
 // store, .berth/) and run in order.
 
-import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,6 +17,7 @@ import { buildBerth, changesOfOnly, json, show, specCli, type BerthJson, type Be
 import { FIXTURES, installDockerDouble, traefikEvents, writeFakeHarborInstaller } from './harbor-doubles.js';
 import { e2eHost, keyFile, knownHostsFile, resetHosts, testHosts } from './hosts.js';
 import { DIRENV_ALLOW, cacheVmSnapshot, comparableSnapshot } from './snapshot.js';
+import { openssl, pubOfCert, pubOfKey, sanText, validFor } from '../tls/openssl.js';
 
 const INVENTORY = 'inventories/e2e';
 const INV_HOST = 'harbor-cache-e2e';
@@ -94,9 +94,6 @@ async function sh(cmd: string): Promise<string> {
 const statOf = async (p: string) => (await sh(`stat -c '%U:%G %a' -- ${p}`)).trim();
 const hostFile = (p: string) => sh(`cat -- ${p}`);
 
-function openssl(args: string[], input?: string): string {
-  return execFileSync('openssl', args, { input, stdio: ['pipe', 'pipe', 'pipe'] }).toString('utf8');
-}
 const tmp = mkdtempSync(join(tmpdir(), 'berth-e2e-certs-pem-'));
 function pem(name: string, text: string): string {
   const p = join(tmp, name);
@@ -105,18 +102,7 @@ function pem(name: string, text: string): string {
 }
 const caCertPath = () => join(specDir, '.berth', CA_DIR, 'ca.crt');
 const verifyWith = (caPath: string, certPem: string) => openssl(['verify', '-CAfile', caPath, pem('leaf.pem', certPem)]).trim();
-const sans = (certPem: string) => openssl(['x509', '-noout', '-ext', 'subjectAltName'], certPem).split('\n').slice(1).join(' ').trim();
-const pubOfCert = (certPem: string) => openssl(['x509', '-noout', '-pubkey'], certPem);
-const pubOfKey = (keyPem: string) => openssl(['pkey', '-pubout'], keyPem);
 const serial = (certPem: string) => openssl(['x509', '-noout', '-serial'], certPem).trim();
-function validFor(certPem: string, seconds: number): boolean {
-  try {
-    openssl(['x509', '-noout', '-checkend', String(seconds)], certPem);
-    return true;
-  } catch {
-    return false;
-  }
-}
 const sha = (s: string | Buffer) => createHash('sha256').update(s).digest('hex');
 
 /** A line from the middle of a PEM key: finding it anywhere means the key is there. */
@@ -189,7 +175,7 @@ describe('certs role on a real host', () => {
     // openssl: signed by the controller's CA, the spec's names, the key belongs, valid 40 days
     expect(statSync(join(specDir, '.berth', CA_DIR, 'ca.key')).mode & 0o777).toBe(0o600);
     expect(verifyWith(caCertPath(), cert)).toMatch(/: OK$/);
-    expect(sans(cert)).toBe(`DNS:harbor-cache.e2e.example.com, DNS:harbor.internal.e2e.example.com, IP Address:${addr}`);
+    expect(sanText(cert)).toBe(`DNS:harbor-cache.e2e.example.com, DNS:harbor.internal.e2e.example.com, IP Address:${addr}`);
     expect(pubOfKey(key)).toBe(pubOfCert(cert));
     expect(validFor(cert, 39 * DAY)).toBe(true);
     expect(validFor(cert, 41 * DAY)).toBe(false);
@@ -267,7 +253,7 @@ describe('certs role on a real host', () => {
     const a = await apply();
     expect(a.code, show(a)).toBe(0);
     const cert = await hostFile(CERT);
-    expect(sans(cert)).toBe(`DNS:harbor-cache.e2e.example.com, DNS:harbor.internal.e2e.example.com, DNS:registry.e2e.example.com, IP Address:${addr}`);
+    expect(sanText(cert)).toBe(`DNS:harbor-cache.e2e.example.com, DNS:harbor.internal.e2e.example.com, DNS:registry.e2e.example.com, IP Address:${addr}`);
     expect(verifyWith(caCertPath(), cert)).toMatch(/: OK$/);
     expect((await plan('--detailed-exitcode')).code).toBe(0);
     first = { cert, key: await hostFile(KEY) };

@@ -25,7 +25,7 @@ import { buildBerth, json, show, specCli, stopwatch, type BerthJson, type BerthR
 import { FIXTURES, installDockerDouble, writeFakeHarborInstaller } from './harbor-doubles.js';
 import { e2eHost, keyFile, knownHostsFile, resetHosts, testHosts } from './hosts.js';
 import { startHarborFake, type HarborFake } from '../harbor-fake/index.js';
-import { seedTables } from '../harbor-fake/seed-tables.js';
+import { SEED_PLAN, seedTables, seededHarbor } from '../harbor-fake/seed-tables.js';
 
 const INVENTORY = 'inventories/e2e';
 const PLAYBOOK = 'playbooks/api.yml';
@@ -125,20 +125,6 @@ function hostOf(j: BerthJson, host: string) {
 const apiChanges = (cs: JsonChange[]) => cs.filter((c) => c.role === 'harbor_api');
 const outline = (cs: JsonChange[]) => cs.map((c) => `${c.action} ${c.resource}`);
 
-const SEED_PLAN = [
-  'create harbor registry docker_hub',
-  'create harbor registry gcr.io',
-  'create harbor registry k8s.gcr.io',
-  'create harbor registry quay.io',
-  'create harbor project proxy.docker.io',
-  'create harbor project proxy.gcr.io',
-  'create harbor project proxy.k8s.gcr.io',
-  'create harbor project proxy.quay.io',
-  'create harbor project number-crunch',
-  'update harbor configuration system',
-  'update harbor configuration oidc',
-];
-
 // ---------------------------------------------------------------- Harbor, through its API (as an operator would see it)
 
 interface ApiAnswer {
@@ -198,35 +184,7 @@ async function harborView() {
   };
 }
 
-const SEED_VIEW = {
-  registries: {
-    docker_hub: { type: 'docker-hub', url: 'https://hub.docker.com' },
-    'gcr.io': { type: 'docker-registry', url: 'https://gcr.io', key: '_json_key' },
-    'k8s.gcr.io': { type: 'docker-registry', url: 'https://k8s.gcr.io' },
-    'quay.io': { type: 'docker-registry', url: 'https://quay.io' },
-  },
-  projects: {
-    library: { public: true, quota: -1 },
-    'proxy.docker.io': { public: true, proxy: 'docker_hub', quota: -1 },
-    'proxy.gcr.io': { public: true, proxy: 'gcr.io', quota: -1 },
-    'proxy.k8s.gcr.io': { public: true, proxy: 'k8s.gcr.io', quota: -1 },
-    'proxy.quay.io': { public: true, proxy: 'quay.io', quota: -1 },
-    'number-crunch': { public: false, quota: -1 },
-  },
-  config: {
-    auth_mode: 'oidc_auth',
-    oidc_name: 'dex',
-    oidc_endpoint: 'https://dex.example.com',
-    oidc_client_id: 'harbor-cache-oidc-dex',
-    oidc_groups_claim: 'groups',
-    oidc_admin_group: 'cluster_admins',
-    oidc_scope: 'openid,profile,email,groups,offline_access',
-    oidc_verify_cert: true,
-    oidc_auto_onboard: false,
-    self_registration: false,
-    project_creation_restriction: 'adminonly',
-  },
-};
+const SEED_VIEW = seededHarbor();
 
 /** Harbor holds the seed: exactly, on the fake; at least, on a live Harbor (which may hold more). */
 async function expectSeed(): Promise<void> {

@@ -4,7 +4,6 @@
 // backup and restore modules. Every certificate is checked with the openssl
 // command line, not only with the code that made it.
 
-import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { cpSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
@@ -22,12 +21,9 @@ import { backupModule } from '../../src/modules/backup.js';
 import type { HostProgram } from '../../src/plan/program.js';
 import type { Change, ModuleApplyContext, Transport } from '../../src/types.js';
 import { REPO, baseDirs, berthError, buildTree, dirFact, factsFor, fileFact, groupFact, minimalTree, tempDir, userFact, writeTree, type Tree } from './helpers.js';
+import { openssl, pubOfCert, pubOfKey, sanText, validFor } from '../tls/openssl.js';
 
 // ---------------------------------------------------------------- openssl, as a user would check
-
-function openssl(args: string[], input?: string): string {
-  return execFileSync('openssl', args, { input, stdio: ['pipe', 'pipe', 'pipe'] }).toString('utf8');
-}
 
 /** Writes PEM text to a temp file (openssl wants paths for -CAfile). */
 function pemFile(text: string, name = 'x.pem'): string {
@@ -40,27 +36,7 @@ function verify(caPem: string, certPem: string): string {
   return openssl(['verify', '-CAfile', pemFile(caPem, 'ca.pem'), pemFile(certPem, 'cert.pem')]).trim();
 }
 
-function sanText(certPem: string): string {
-  return openssl(['x509', '-noout', '-ext', 'subjectAltName'], certPem).split('\n').slice(1).join(' ').trim();
-}
 
-/** The public key of a certificate and of a private key, as openssl prints them: equal when they belong together. */
-function pubOfCert(certPem: string): string {
-  return openssl(['x509', '-noout', '-pubkey'], certPem);
-}
-function pubOfKey(keyPem: string): string {
-  return openssl(['pkey', '-pubout'], keyPem);
-}
-
-/** `openssl x509 -checkend`: true when the certificate is still valid `seconds` from now. */
-function validFor(certPem: string, seconds: number): boolean {
-  try {
-    openssl(['x509', '-noout', '-checkend', String(seconds)], certPem);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 const DAY = 86_400;
 

@@ -19,7 +19,7 @@ import type { HostProgram } from '../../src/plan/program.js';
 import type { Change, Facts, ModuleApplyContext, ModuleContext, Transport } from '../../src/types.js';
 import type { RunResult } from '../../src/engine.js';
 import { loadHarborContract, startHarborFake, type HarborContract, type HarborFake } from '../harbor-fake/index.js';
-import { seedTables } from '../harbor-fake/seed-tables.js';
+import { SEED_PLAN, seedTables, seededHarbor } from '../harbor-fake/seed-tables.js';
 import { REPO, baseDirs, berthError, buildTree, dedent, factsFor, groupFact, tempDir, unitFact, userFact, type Tree } from './helpers.js';
 import { loadSpec } from '../../src/spec/load.js';
 import { buildProgram } from '../../src/plan/program.js';
@@ -163,50 +163,7 @@ function harborState(f: HarborFake) {
   };
 }
 
-const SEED_STATE = {
-  registries: {
-    docker_hub: { type: 'docker-hub', url: 'https://hub.docker.com' },
-    'gcr.io': { type: 'docker-registry', url: 'https://gcr.io', key: '_json_key', secret: GCR_SECRET },
-    'k8s.gcr.io': { type: 'docker-registry', url: 'https://k8s.gcr.io' },
-    'quay.io': { type: 'docker-registry', url: 'https://quay.io' },
-  },
-  projects: {
-    library: { public: true, quota: -1 },
-    'proxy.docker.io': { public: true, proxy: 'docker_hub', quota: -1 },
-    'proxy.gcr.io': { public: true, proxy: 'gcr.io', quota: -1 },
-    'proxy.k8s.gcr.io': { public: true, proxy: 'k8s.gcr.io', quota: -1 },
-    'proxy.quay.io': { public: true, proxy: 'quay.io', quota: -1 },
-    'number-crunch': { public: false, quota: -1 },
-  },
-  config: {
-    auth_mode: 'oidc_auth',
-    oidc_name: 'dex',
-    oidc_endpoint: 'https://dex.example.com',
-    oidc_client_id: 'harbor-cache-oidc-dex',
-    oidc_client_secret: DEX_SECRET,
-    oidc_groups_claim: 'groups',
-    oidc_admin_group: 'cluster_admins',
-    oidc_scope: 'openid,profile,email,groups,offline_access',
-    oidc_verify_cert: true,
-    oidc_auto_onboard: false,
-    self_registration: false,
-    project_creation_restriction: 'adminonly',
-  },
-};
-
-const SEED_PLAN = [
-  'create harbor registry docker_hub',
-  'create harbor registry gcr.io',
-  'create harbor registry k8s.gcr.io',
-  'create harbor registry quay.io',
-  'create harbor project proxy.docker.io',
-  'create harbor project proxy.gcr.io',
-  'create harbor project proxy.k8s.gcr.io',
-  'create harbor project proxy.quay.io',
-  'create harbor project number-crunch',
-  'update harbor configuration system',
-  'update harbor configuration oidc',
-];
+const SEED_STATE = seededHarbor({ gcr: GCR_SECRET, dex: DEX_SECRET });
 
 /** A converged fake: the seed applied; returns the program and the remembered tags. */
 async function converged(f: HarborFake, o: Partial<SpecOpts> = {}): Promise<{ p: HostProgram; memory: Memory }> {
