@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { userInfo } from 'node:os';
 import { Secret, isSecret } from '../secrets/secret.js';
-import { BerthError } from '../util/errors.js';
+import { BerthError, formatPos } from '../util/errors.js';
 import { getModule } from '../modules/registry.js';
 import { evalCondition, renderTemplate, renderValue, sourceVariable } from '../template/index.js';
 import { compileSchema, formatKeyPath, schemaValidator, validateOrThrow } from '../spec/schemas.js';
@@ -175,7 +175,7 @@ function checkIdClashes(segments: PlaySegment[]): void {
         if (t.module.name !== module || t.args.state === 'absent' || typeof t.args[id] !== 'number') continue;
         const name = String(t.args.name);
         const n = t.args[id] as number;
-        const where = (o: BoundTask) => `${o.ctx.pos.file}:${o.ctx.pos.line ?? '?'}:${o.ctx.pos.col ?? '?'}`;
+        const where = (o: BoundTask) => formatPos(o.ctx.pos);
         const other = byId.get(n);
         if (other && String(other.args.name) !== name) {
           throw new BerthError(`${id} ${n} is given to ${what} "${name}" here and to ${what} "${String(other.args.name)}" at ${where(other)}`, {

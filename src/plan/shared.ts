@@ -3,7 +3,7 @@
 // the resource should be. Two cache VMs that share one dex client id but have
 // different hostnames would otherwise take turns rewriting its redirectURIs.
 
-import { BerthError } from '../util/errors.js';
+import { BerthError, formatPos } from '../util/errors.js';
 import type { HostProgram } from './program.js';
 import type { SourcePos } from '../types.js';
 
@@ -13,8 +13,6 @@ interface Claim {
   show: string;
   pos: SourcePos;
 }
-
-const at = (p: SourcePos) => [p.file, p.line, p.line !== undefined ? p.col : undefined].filter((x) => x !== undefined).join(':');
 
 /** Throws a BerthError naming the two hosts when tasks of a shared resource want it different. */
 export function checkSharedResources(programs: readonly HostProgram[]): void {
@@ -32,7 +30,7 @@ export function checkSharedResources(programs: readonly HostProgram[]): void {
         }
         if (first.wants === r.wants) continue;
         const how = first.show === r.show ? 'the same fields but another secret' : `${first.host}: ${first.show}; ${p.host}: ${r.show}`;
-        const elsewhere = at(first.pos) === at(pos) ? '' : `; ${first.host}'s task is at ${at(first.pos)}`;
+        const elsewhere = formatPos(first.pos) === formatPos(pos) ? '' : `; ${first.host}'s task is at ${formatPos(first.pos)}`;
         throw new BerthError(`${r.id}: hosts ${first.host} and ${p.host} want it different (${how}); each apply would undo the other's`, { pos, hint: r.hint + elsewhere });
       }
     }

@@ -25,12 +25,7 @@ export class BerthError extends Error {
   /** The one line shown to the user (secrets scrubbed). */
   format(): string {
     const parts: string[] = [];
-    if (this.pos) {
-      let where = this.pos.file;
-      if (this.pos.line !== undefined) where += `:${this.pos.line}`;
-      if (this.pos.line !== undefined && this.pos.col !== undefined) where += `:${this.pos.col}`;
-      parts.push(where);
-    }
+    if (this.pos) parts.push(formatPos(this.pos));
     // transport errors already name their host; don't say it twice
     if (this.host && !this.pos && !this.message.includes(this.host)) parts.push(this.host);
     if (this.keyPath) parts.push(this.keyPath);
@@ -40,6 +35,12 @@ export class BerthError extends Error {
     // one line, and no control characters from spec values (a terminal would act on escape sequences)
     return redact(parts.join(': ').replace(/\s*\n\s*/g, ' ')).replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
   }
+}
+
+/** `file:line:col`, as much of it as is known. */
+export function formatPos(pos: SourcePos): string {
+  if (pos.line === undefined) return pos.file;
+  return pos.col === undefined ? `${pos.file}:${pos.line}` : `${pos.file}:${pos.line}:${pos.col}`;
 }
 
 export function isBerthError(e: unknown): e is BerthError {
