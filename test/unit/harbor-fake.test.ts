@@ -4,7 +4,7 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { request as httpsRequest } from 'node:https';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -19,6 +19,13 @@ import {
   type HarborFake,
 } from '../harbor-fake/index.js';
 import { tempDir } from './helpers.js';
+
+/** A repository root whose ../shared cannot exist (a temp dir's parent is the shared tmpdir, which may hold one). */
+const lonelyRepo = () => {
+  const root = join(tempDir(), 'berth');
+  mkdirSync(root);
+  return root;
+};
 
 const PASSWORD = 'Harbor12345';
 const ADMIN = `Basic ${Buffer.from(`admin:${PASSWORD}`).toString('base64')}`;
@@ -649,13 +656,13 @@ describe('contract loading', () => {
   withContract('BERTH_CONTRACTS_DIR first', async () => {
     const dir = tempDir();
     writeFileSync(join(dir, HARBOR_SWAGGER.fileName), pinnedBytes()!);
-    const r = await loadHarborContractWithReport({ env: { BERTH_CONTRACTS_DIR: dir }, repoRoot: tempDir(), download: false, warn: () => {} });
+    const r = await loadHarborContractWithReport({ env: { BERTH_CONTRACTS_DIR: dir }, repoRoot: lonelyRepo(), download: false, warn: () => {} });
     expect(r.contract?.source).toMatchObject({ kind: 'env', pinned: true });
   });
 
   it('without ../shared and without network: undefined, every attempt reported, no throw', async () => {
     const warnings: string[] = [];
-    const r = await loadHarborContractWithReport({ env: {}, repoRoot: tempDir(), cacheDir: tempDir(), fetchImpl: noFetch, warn: (l) => warnings.push(l) });
+    const r = await loadHarborContractWithReport({ env: {}, repoRoot: lonelyRepo(), cacheDir: tempDir(), fetchImpl: noFetch, warn: (l) => warnings.push(l) });
     expect(r.contract).toBeUndefined();
     expect(r.attempts.map((a) => [a.source, a.ok])).toEqual([
       ['shared', false],
@@ -668,7 +675,7 @@ describe('contract loading', () => {
   withContract('a download is accepted only with the pinned sha256, then cached', async () => {
     const shared = pinnedBytes()!;
     const bad = (async () => new Response('swagger: "2.0"\n')) as unknown as typeof fetch;
-    let r = await loadHarborContractWithReport({ env: {}, repoRoot: tempDir(), cacheDir: false, fetchImpl: bad });
+    let r = await loadHarborContractWithReport({ env: {}, repoRoot: lonelyRepo(), cacheDir: false, fetchImpl: bad });
     expect(r.contract).toBeUndefined();
     expect(r.attempts.at(-1)!.reason).toMatch(/sha256 mismatch/);
     let asked = '';
@@ -677,10 +684,10 @@ describe('contract loading', () => {
       return new Response(shared);
     }) as unknown as typeof fetch;
     const cacheDir = tempDir();
-    r = await loadHarborContractWithReport({ env: {}, repoRoot: tempDir(), cacheDir, fetchImpl: good });
+    r = await loadHarborContractWithReport({ env: {}, repoRoot: lonelyRepo(), cacheDir, fetchImpl: good });
     expect(asked).toBe(rawGitHubUrl(HARBOR_SWAGGER.repo, HARBOR_SWAGGER.commit, HARBOR_SWAGGER.path));
     expect(r.contract?.source).toMatchObject({ kind: 'download', pinned: true });
-    r = await loadHarborContractWithReport({ env: {}, repoRoot: tempDir(), cacheDir, fetchImpl: noFetch });
+    r = await loadHarborContractWithReport({ env: {}, repoRoot: lonelyRepo(), cacheDir, fetchImpl: noFetch });
     expect(r.contract?.source.kind).toBe('cache');
   });
 });
